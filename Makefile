@@ -1,0 +1,47 @@
+# Quick start: `make demo` and `make test` on a machine with Python 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_DIR ?= .data
+DAGSTER_HOME ?= $(CURDIR)/.dagster
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test lint format dev replay maintenance bench clean
+
+venv: $(STAMP)
+
+# torch is pinned before the project so a looser range never pulls a CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	PLATFORM_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/python -m orchestration.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+dev: $(STAMP)
+	mkdir -p $(DAGSTER_HOME)
+	PLATFORM_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+replay: $(STAMP)
+	$(BIN)/python -m ml.replay --landing $(DATA_DIR)/landing --start 2013-01-01 --end 2013-01-31
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all
+
+clean:
+	rm -rf $(DATA_DIR) $(DAGSTER_HOME)

@@ -1,0 +1,117 @@
+"""Features: point-in-time flight features, one Delta partition per day, built incrementally."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from assets.ingestion import flights, planes, weather
+from assets.metadata import commit_metadata, delta_metadata
+from ml.features import KEY_COLUMNS, LABEL, WEATHER_LOOKBACK_DAYS, build_features, lookback_days
+from ml.quality import duplicate_keys, null_rates, rate_breaches, schema_problems
+from orchestration.partitions import daily_partitions, days_label, partition_days
+from resources import LakeResource
+
+TABLE = "features/flight_features"
+ASSET = dg.AssetKey.from_user_string(TABLE)
+NULL_RATE_LIMITS = {
+    **dict.fromkeys(KEY_COLUMNS, 0.0),
+    "sched_dep_utc": 0.0,
+    "dest": 0.0,
+    "distance": 0.0,
+    "temp": 0.05,
+    "carrier_delay_rate_28d": 0.05,
+    "plane_age": 0.25,
+}
+LABEL_RATE_BOUNDS = (0.02, 0.75)
+
+
+def _window(days: int) -> dg.TimeWindowPartitionMapping:
+    return dg.TimeWindowPartitionMapping(
+        start_offset=-days, end_offset=0, allow_nonexistent_upstream_partitions=True
+    )
+
+
+@dg.asset(
+    key=["features", "flight_features"],
+    group_name="features",
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[
+        dg.AssetDep(flights, partition_mapping=_window(lookback_days())),
+        dg.AssetDep(weather, partition_mapping=_window(WEATHER_LOOKBACK_DAYS)),
+        planes,
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "schema", asset=ASSET, blocking=True, description="Columns and types are stable."
+        ),
+        dg.AssetCheckSpec(
+            "key_unique", asset=ASSET, blocking=True, description="One row per flight."
+        ),
+        dg.AssetCheckSpec(
+            "null_rates", asset=ASSET, description="Null rates of key columns within limits."
+        ),
+        dg.AssetCheckSpec(
+            "label_rate", asset=ASSET, description="Share of delayed flights within bounds."
+        ),
+    ],
+    kinds={"delta", "polars"},
+)
+def flight_features(context: dg.AssetExecutionContext, lake: LakeResource):
+    """One row per flight with a known outcome; reads its days plus a bounded trailing window of bronze."""
+    days = partition_days(context)
+    first, last = days[0], days[-1]
+    store = lake.store()
+    history = store.read_days(
+        "bronze/flights", "flight_date", first - dt.timedelta(days=lookback_days()), last
+    )
+    observed = store.read_days(
+        "bronze/weather", "obs_date", first - dt.timedelta(days=WEATHER_LOOKBACK_DAYS), last
+    )
+    frame = build_features(history, observed, store.read("bronze/planes"), days)
+    result = store.replace_days(
+        TABLE, frame, "flight_date", days, commit_metadata(context, days_label(days))
+    )
+    scheduled = history.filter(pl.col("flight_date").is_between(first, last)).height
+    problems = schema_problems(
+        dict(store.scan(TABLE, result.version).collect_schema()), dict(frame.schema)
+    )
+    rates = null_rates(frame, NULL_RATE_LIMITS)
+    breaches = rate_breaches(rates, NULL_RATE_LIMITS)
+    label_rate = float(frame[LABEL].mean() or 0.0)
+    low, high = LABEL_RATE_BOUNDS
+    return dg.MaterializeResult(
+        metadata=delta_metadata(
+            result,
+            frame,
+            days=days_label(days),
+            excluded_no_outcome=scheduled - frame.height,
+            label_rate=label_rate,
+        ),
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="schema", passed=not problems, metadata={"problems": problems}
+            ),
+            dg.AssetCheckResult(
+                check_name="key_unique",
+                passed=duplicate_keys(frame, KEY_COLUMNS) == 0,
+                metadata={"duplicates": duplicate_keys(frame, KEY_COLUMNS)},
+            ),
+            dg.AssetCheckResult(
+                check_name="null_rates",
+                passed=not breaches,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "rates": dg.MetadataValue.json(rates),
+                    "breaches": dg.MetadataValue.json(breaches),
+                },
+            ),
+            dg.AssetCheckResult(
+                check_name="label_rate",
+                passed=low <= label_rate <= high,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"label_rate": label_rate, "bounds": f"{low}..{high}"},
+            ),
+        ],
+    )

@@ -1,0 +1,198 @@
+"""Bronze: landing files become Delta tables, validated, with rejects kept and counted."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from assets.metadata import commit_metadata, delta_metadata
+from ml.ingest import Batch, ingest_days, read_reference
+from ml.lake import DeltaStore
+from ml.quality import duplicate_keys, schema_problems
+from ml.schemas import (
+    AIRLINES_LANDING,
+    AIRPORTS_LANDING,
+    BRONZE_FLIGHTS_SCHEMA,
+    BRONZE_WEATHER_SCHEMA,
+    FLIGHT_KEY,
+    FLIGHTS_LANDING,
+    PLANES_LANDING,
+    WEATHER_KEY,
+    WEATHER_LANDING,
+    LandingContract,
+)
+from ml.validation import validate_flights, validate_weather
+from orchestration.partitions import daily_partitions, days_label, partition_days
+from resources import LakeResource, LandingResource
+
+GROUP = "ingestion"
+BRONZE_POOL = "lake_bronze"
+
+
+def _dimension(contract: LandingContract) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=contract.dataset,
+        key_prefix="bronze",
+        group_name=GROUP,
+        description=f"Reference table {contract.dataset}, replaced whole from its landing file.",
+        kinds={"delta", "polars"},
+    )
+    def _asset(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource):
+        frame = read_reference(landing.zone(), contract)
+        table = f"bronze/{contract.dataset}"
+        result = lake.store().overwrite(table, frame, commit_metadata(context, "unpartitioned"))
+        return dg.MaterializeResult(metadata=delta_metadata(result, frame))
+
+    return _asset
+
+
+planes = _dimension(PLANES_LANDING)
+airports = _dimension(AIRPORTS_LANDING)
+airlines = _dimension(AIRLINES_LANDING)
+
+
+def _checks(table: str) -> list[dg.AssetCheckSpec]:
+    asset = dg.AssetKey.from_user_string(table)
+    return [
+        dg.AssetCheckSpec(
+            "schema", asset=asset, blocking=True, description="Columns and types of the contract."
+        ),
+        dg.AssetCheckSpec("key_unique", asset=asset, blocking=True, description="One row per key."),
+        dg.AssetCheckSpec(
+            "reconciles_with_landing",
+            asset=asset,
+            blocking=True,
+            description="Rows in the table for the run's days equal landing rows minus rejects.",
+        ),
+    ]
+
+
+def _write_daily(
+    context: dg.AssetExecutionContext,
+    store: DeltaStore,
+    table: str,
+    batch: Batch,
+    day_column: str,
+    days: list[dt.date],
+    schema: dict[str, pl.DataType],
+    key: tuple[str, ...],
+) -> dg.MaterializeResult:
+    label = days_label(days)
+    meta = commit_metadata(context, label)
+    rejects = batch.rejects
+    rejects_result = store.replace_days(f"{table}_rejects", rejects, "day", days, meta)
+    result = store.replace_days(table, batch.valid, day_column, days, meta)
+    stored = store.read_days(table, day_column, days[0], days[-1], version=result.version).filter(
+        pl.col(day_column).is_in(days)
+    )
+    problems = schema_problems(dict(stored.schema), schema)
+    duplicates = duplicate_keys(stored, key)
+    expected = batch.landing_rows - rejects.height
+    reasons = rejects.group_by("reason").len().sort("len", descending=True)
+    asset = context.asset_key
+    return dg.MaterializeResult(
+        metadata=delta_metadata(
+            result,
+            batch.valid,
+            days=label,
+            rejected=rejects.height,
+            landing_rows=batch.landing_rows,
+            rejects_table=rejects_result.uri,
+            rejects_delta_version=rejects_result.version,
+            reject_reasons=dg.MetadataValue.json(dict(reasons.iter_rows())),
+            landing_md5=dg.MetadataValue.json({d.day.isoformat(): d.md5 for d in batch.days}),
+        ),
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="schema",
+                asset_key=asset,
+                passed=not problems,
+                metadata={"problems": dg.MetadataValue.json(problems)},
+            ),
+            dg.AssetCheckResult(
+                check_name="key_unique",
+                asset_key=asset,
+                passed=duplicates == 0,
+                metadata={"duplicates": duplicates},
+            ),
+            dg.AssetCheckResult(
+                check_name="reconciles_with_landing",
+                asset_key=asset,
+                passed=stored.height == expected,
+                metadata={"table_rows": stored.height, "landing_minus_rejects": expected},
+            ),
+        ],
+    )
+
+
+def _known(store: DeltaStore, table: str, column: str) -> list[str]:
+    return store.read(table).get_column(column).to_list()
+
+
+@dg.asset(
+    key=["bronze", "flights"],
+    group_name=GROUP,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[airports, airlines],
+    check_specs=_checks("bronze/flights"),
+    pool=BRONZE_POOL,
+    kinds={"delta", "polars"},
+)
+def flights(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource):
+    """Flights of each day, from its landing file; invalid rows go to bronze/flights_rejects."""
+    days = partition_days(context)
+    store = lake.store()
+    known_airports = _known(store, "bronze/airports", "faa")
+    known_carriers = _known(store, "bronze/airlines", "carrier")
+    batch = ingest_days(
+        landing.zone(),
+        FLIGHTS_LANDING,
+        days,
+        lambda frame, day, source: validate_flights(
+            frame, day, source, known_airports, known_carriers
+        ),
+    )
+    return _write_daily(
+        context,
+        store,
+        "bronze/flights",
+        batch,
+        "flight_date",
+        days,
+        BRONZE_FLIGHTS_SCHEMA,
+        FLIGHT_KEY,
+    )
+
+
+@dg.asset(
+    key=["bronze", "weather"],
+    group_name=GROUP,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[airports],
+    check_specs=_checks("bronze/weather"),
+    pool=BRONZE_POOL,
+    kinds={"delta", "polars"},
+)
+def weather(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource):
+    """Hourly weather at the New York airports, by local day; invalid rows go to bronze/weather_rejects."""
+    days = partition_days(context)
+    store = lake.store()
+    known_airports = _known(store, "bronze/airports", "faa")
+    batch = ingest_days(
+        landing.zone(),
+        WEATHER_LANDING,
+        days,
+        lambda frame, day, source: validate_weather(frame, day, source, known_airports),
+    )
+    return _write_daily(
+        context,
+        store,
+        "bronze/weather",
+        batch,
+        "obs_date",
+        days,
+        BRONZE_WEATHER_SCHEMA,
+        WEATHER_KEY,
+    )

@@ -1,0 +1,1 @@
+"""Pure computation of the platform: no module here imports dagster."""

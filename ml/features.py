@@ -1,0 +1,196 @@
+"""Point-in-time flight features: each row uses only what was known before its departure.
+
+Weather is joined as of the scheduled departure (the latest observation at or before
+it, never after); trailing delay rates come from days strictly before the flight's
+day. A day's features depend on its own flights, the trailing window and one
+previous day of weather, so they can be computed for any range of days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import holidays
+import polars as pl
+
+from ml.schemas import NEW_YORK
+
+DELAY_MINUTES = 15
+WINDOWS = (7, 28)
+TRAILING_KEYS: dict[str, tuple[str, ...]] = {
+    "carrier": ("carrier",),
+    "origin": ("origin",),
+    "route": ("origin", "dest"),
+}
+WEATHER_COLUMNS = (
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+)
+WEATHER_TOLERANCE = "3h"
+KEY_COLUMNS = ("flight_date", "carrier", "flight", "origin", "sched_dep_time")
+LABEL = "is_delayed"
+CATEGORICAL_FEATURES = ("carrier", "origin", "dest")
+
+
+def lookback_days() -> int:
+    """Days of flights before the first target day that the trailing features read."""
+    return max(WINDOWS)
+
+
+WEATHER_LOOKBACK_DAYS = 1
+
+
+def trailing_feature_names() -> list[str]:
+    return [
+        f"{name}_{kind}_{w}d"
+        for name in TRAILING_KEYS
+        for w in WINDOWS
+        for kind in ("delay_rate", "flights")
+    ]
+
+
+NUMERIC_FEATURES = (
+    "month",
+    "weekday",
+    "dep_hour",
+    "dep_minute",
+    "days_to_holiday",
+    "days_since_holiday",
+    "distance",
+    "plane_age",
+    "plane_seats",
+    *WEATHER_COLUMNS,
+    "weather_age_minutes",
+    *trailing_feature_names(),
+)
+
+
+def holiday_table(first: dt.date, last: dt.date) -> pl.DataFrame:
+    """Days to the next and since the last US federal holiday, for every day in range."""
+    years = range(first.year - 1, last.year + 2)
+    dates = sorted(holidays.country_holidays("US", years=years))
+    rows = []
+    day = first
+    while day <= last:
+        upcoming = next(h for h in dates if h >= day)
+        previous = next(h for h in reversed(dates) if h <= day)
+        rows.append((day, (upcoming - day).days, (day - previous).days))
+        day += dt.timedelta(days=1)
+    return pl.DataFrame(
+        rows,
+        schema={
+            "flight_date": pl.Date,
+            "days_to_holiday": pl.Int32,
+            "days_since_holiday": pl.Int32,
+        },
+        orient="row",
+    )
+
+
+def _trailing(history: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
+    """Delay rates and volumes per key over the W days strictly before each target day."""
+    known = history.filter(pl.col("arr_delay").is_not_null())
+    result = targets
+    for name, key in TRAILING_KEYS.items():
+        daily = known.group_by([*key, "flight_date"]).agg(
+            pl.len().alias("n"), (pl.col("arr_delay") >= DELAY_MINUTES).sum().alias("d")
+        )
+        daily = daily.rename({"flight_date": "hist_date"})
+        pairs = targets.select([*key, "flight_date"]).unique()
+        joined = pairs.join(daily, on=list(key), how="inner")
+        aggs = []
+        for w in WINDOWS:
+            inside = (pl.col("hist_date") < pl.col("flight_date")) & (
+                pl.col("hist_date") >= pl.col("flight_date") - pl.duration(days=w)
+            )
+            n = pl.col("n").filter(inside).sum()
+            d = pl.col("d").filter(inside).sum()
+            aggs += [
+                n.cast(pl.Int32).alias(f"{name}_flights_{w}d"),
+                pl.when(n > 0)
+                .then(d / n)
+                .otherwise(None)
+                .cast(pl.Float64)
+                .alias(f"{name}_delay_rate_{w}d"),
+            ]
+        stats = joined.group_by([*key, "flight_date"]).agg(aggs)
+        result = result.join(stats, on=[*key, "flight_date"], how="left")
+    counts = [c for c in result.columns if c.endswith("d") and "_flights_" in c]
+    return result.with_columns([pl.col(c).fill_null(0) for c in counts])
+
+
+def build_features(
+    flights: pl.DataFrame,
+    weather: pl.DataFrame,
+    planes: pl.DataFrame,
+    days: Iterable[dt.date],
+) -> pl.DataFrame:
+    """Features of the flights of `days` with a known outcome.
+
+    `flights` must cover the target days and the `lookback_days()` before them;
+    `weather` the target days and the day before.
+    """
+    wanted = pl.Series(sorted(set(days)), dtype=pl.Date)
+    if wanted.is_empty():
+        raise ValueError("no days to build features for")
+    targets = flights.filter(
+        pl.col("flight_date").is_in(wanted) & pl.col("arr_delay").is_not_null()
+    )
+    local = pl.col("sched_dep_utc").dt.convert_time_zone(NEW_YORK)
+    base = targets.select(
+        *KEY_COLUMNS,
+        "dest",
+        "tailnum",
+        "distance",
+        "sched_dep_utc",
+        pl.col("flight_date").dt.month().cast(pl.Int32).alias("month"),
+        pl.col("flight_date").dt.weekday().cast(pl.Int32).alias("weekday"),
+        local.dt.hour().cast(pl.Int32).alias("dep_hour"),
+        local.dt.minute().cast(pl.Int32).alias("dep_minute"),
+        (pl.col("arr_delay") >= DELAY_MINUTES).alias(LABEL),
+    )
+    base = base.join(holiday_table(wanted.min(), wanted.max()), on="flight_date", how="left")
+    plane_info = planes.select(
+        "tailnum",
+        pl.col("year").alias("plane_year"),
+        pl.col("seats").cast(pl.Int32).alias("plane_seats"),
+    )
+    base = base.join(plane_info, on="tailnum", how="left").with_columns(
+        (pl.col("flight_date").dt.year() - pl.col("plane_year")).cast(pl.Int32).alias("plane_age")
+    )
+    obs = weather.select(
+        "origin", pl.col("time_hour").alias("weather_time"), *WEATHER_COLUMNS
+    ).sort("origin", "weather_time")
+    base = base.sort("origin", "sched_dep_utc").join_asof(
+        obs,
+        left_on="sched_dep_utc",
+        right_on="weather_time",
+        by="origin",
+        strategy="backward",
+        tolerance=WEATHER_TOLERANCE,
+        check_sortedness=False,
+    )
+    base = base.with_columns(
+        ((pl.col("sched_dep_utc") - pl.col("weather_time")).dt.total_minutes())
+        .cast(pl.Int32)
+        .alias("weather_age_minutes")
+    )
+    features = _trailing(flights.filter(pl.col("flight_date") < wanted.max()), base)
+    ordered = [
+        *KEY_COLUMNS,
+        "dest",
+        "tailnum",
+        "sched_dep_utc",
+        "weather_time",
+        *NUMERIC_FEATURES,
+        LABEL,
+    ]
+    return features.select(ordered).sort(list(KEY_COLUMNS))

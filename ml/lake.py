@@ -1,0 +1,214 @@
+"""Delta tables on a local folder or any URI deltalake accepts.
+
+Daily tables are not physically partitioned: a day is replaced by an overwrite whose
+predicate names exactly the days being written, after checking every row belongs to
+one of them (a predicate that could touch other days is refused before any write).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from ml.storage import join_uri
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TABLE_CONFIGURATION = {
+    "delta.checkpointInterval": "10",
+    "delta.logRetentionDuration": "interval 30 days",
+}
+COMMIT_ATTEMPTS = 8
+
+
+class PartitionWriteRefusedError(ValueError):
+    """A write whose predicate would not match the rows it carries; nothing was written."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    uri: str
+    version: int
+    rows: int
+
+
+def day_predicate(column: str, days: Sequence[dt.date]) -> str:
+    """A SQL predicate selecting exactly `days`; a contiguous run becomes a range."""
+    if not IDENTIFIER.match(column):
+        raise PartitionWriteRefusedError(f"day column {column!r} is not a plain identifier")
+    if not days:
+        raise PartitionWriteRefusedError("no days to replace")
+    if not all(type(d) is dt.date for d in days):
+        raise PartitionWriteRefusedError("days must be datetime.date values")
+    ordered = sorted(set(days))
+    if (ordered[-1] - ordered[0]).days == len(ordered) - 1:
+        return f"{column} >= '{ordered[0].isoformat()}' AND {column} <= '{ordered[-1].isoformat()}'"
+    listed = ", ".join(f"'{d.isoformat()}'" for d in ordered)
+    return f"{column} IN ({listed})"
+
+
+def check_rows_within(frame: pl.DataFrame, column: str, days: Sequence[dt.date]) -> None:
+    if column not in frame.columns:
+        raise PartitionWriteRefusedError(f"frame has no day column {column!r}")
+    if frame.schema[column] != pl.Date:
+        raise PartitionWriteRefusedError(
+            f"day column {column!r} is {frame.schema[column]}, not Date"
+        )
+    values = frame[column]
+    if values.null_count():
+        raise PartitionWriteRefusedError(f"{values.null_count()} row(s) have no {column}")
+    outside = frame.filter(~values.is_in(pl.Series(sorted(set(days)), dtype=pl.Date)))
+    if outside.height:
+        example = outside[column][0]
+        raise PartitionWriteRefusedError(
+            f"{outside.height} row(s) fall outside the days being replaced (e.g. {column}={example}); "
+            "refusing a write that could touch other days"
+        )
+
+
+@dataclass(frozen=True)
+class DeltaStore:
+    root: str
+    storage_options: Mapping[str, str] | None = None
+
+    @property
+    def _options(self) -> dict[str, str] | None:
+        return dict(self.storage_options) if self.storage_options else None
+
+    def uri(self, table: str) -> str:
+        return join_uri(self.root, table)
+
+    def exists(self, table: str) -> bool:
+        return DeltaTable.is_deltatable(self.uri(table), storage_options=self._options)
+
+    def table(self, table: str, version: int | None = None) -> DeltaTable:
+        try:
+            return DeltaTable(self.uri(table), version=version, storage_options=self._options)
+        except TableNotFoundError as exc:
+            raise TableNotFoundError(
+                f"Delta table {table} does not exist at {self.uri(table)}"
+            ) from exc
+
+    def version(self, table: str) -> int | None:
+        return self.table(table).version() if self.exists(table) else None
+
+    def scan(self, table: str, version: int | None = None) -> pl.LazyFrame:
+        if not self.exists(table):
+            raise TableNotFoundError(f"Delta table {table} does not exist at {self.uri(table)}")
+        return pl.scan_delta(self.uri(table), version=version, storage_options=self._options)
+
+    def read_days(
+        self, table: str, column: str, first: dt.date, last: dt.date, version: int | None = None
+    ) -> pl.DataFrame:
+        return self.scan(table, version).filter(pl.col(column).is_between(first, last)).collect()
+
+    def read(self, table: str, version: int | None = None) -> pl.DataFrame:
+        return self.scan(table, version).collect()
+
+    def replace_days(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        column: str,
+        days: Sequence[dt.date],
+        commit_metadata: Mapping[str, str],
+    ) -> WriteResult:
+        """Replace exactly `days` of a table with `frame` in one commit."""
+        predicate = day_predicate(column, days)
+        check_rows_within(frame, column, days)
+        return self._commit(table, frame, predicate, commit_metadata)
+
+    def overwrite(
+        self, table: str, frame: pl.DataFrame, commit_metadata: Mapping[str, str]
+    ) -> WriteResult:
+        return self._commit(table, frame, None, commit_metadata)
+
+    def _commit(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        predicate: str | None,
+        commit_metadata: Mapping[str, str],
+    ) -> WriteResult:
+        uri = self.uri(table)
+        data = frame.to_arrow()
+        metadata = {**commit_metadata, "write_id": uuid.uuid4().hex}
+        properties = CommitProperties(custom_metadata=metadata, max_commit_retries=50)
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                if not self.exists(table):
+                    write_deltalake(
+                        uri,
+                        data,
+                        mode="append" if predicate else "overwrite",
+                        configuration=TABLE_CONFIGURATION,
+                        storage_options=self._options,
+                        commit_properties=properties,
+                    )
+                else:
+                    write_deltalake(
+                        uri,
+                        data,
+                        mode="overwrite",
+                        predicate=predicate,
+                        storage_options=self._options,
+                        commit_properties=properties,
+                    )
+                break
+            except (CommitFailedError, DeltaError) as exc:
+                if attempt == COMMIT_ATTEMPTS - 1 or not _is_conflict(exc):
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        return WriteResult(
+            table=table,
+            uri=uri,
+            version=self._version_of(table, metadata["write_id"]),
+            rows=frame.height,
+        )
+
+    def _version_of(self, table: str, write_id: str) -> int:
+        """The version of our own commit: concurrent writers may have committed after it."""
+        for entry in self.table(table).history(100):
+            if entry.get("write_id") == write_id:
+                return int(entry["version"])
+        raise DeltaError(f"commit {write_id} of {table} is not in its recent history")
+
+    def maintain(
+        self, table: str, retention_hours: int, keep_versions: Sequence[int] = ()
+    ) -> dict[str, object]:
+        """Compact small files, vacuum what is older than the retention, checkpoint the log."""
+        delta = self.table(table)
+        compaction = delta.optimize.compact(
+            commit_properties=CommitProperties(custom_metadata={"operation": "maintenance"})
+        )
+        delta = self.table(table)
+        removed = delta.vacuum(
+            retention_hours=retention_hours,
+            dry_run=False,
+            enforce_retention_duration=False,
+            keep_versions=sorted(set(keep_versions)) or None,
+        )
+        delta.create_checkpoint()
+        delta.cleanup_metadata()
+        return {
+            "files_added": int(compaction.get("numFilesAdded", 0)),
+            "files_removed": int(compaction.get("numFilesRemoved", 0)),
+            "files_vacuumed": len(removed),
+            "version": int(self.table(table).version()),
+        }
+
+    def history(self, table: str, limit: int | None = None) -> list[dict]:
+        return self.table(table).history(limit)
+
+
+def _is_conflict(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in ("conflict", "concurrent", "already exists", "version"))

@@ -1,0 +1,152 @@
+"""The landing zone: one file per dataset and day, and a quarantine beside it.
+
+A file that cannot be ingested is moved to quarantine with a reason file next to it;
+it is never deleted, and a second bad delivery of the same day keeps the first one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+
+import pyarrow.fs as pafs
+
+from ml.storage import filesystem, join_uri
+
+DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.csv$")
+
+
+class LandingZoneMissingError(FileNotFoundError):
+    pass
+
+
+class LandingFileMissingError(FileNotFoundError):
+    pass
+
+
+@dataclass(frozen=True)
+class QuarantinedFile:
+    source: str
+    destination: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class LandingInventory:
+    """What a scan of one dataset folder found."""
+
+    days: dict[dt.date, str] = field(default_factory=dict)
+    quarantined: list[QuarantinedFile] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LandingZone:
+    root: str
+    quarantine_root: str
+    storage_options: dict[str, str] | None = None
+
+    def _fs(self, uri: str) -> tuple[pafs.FileSystem, str]:
+        return filesystem(uri, self.storage_options)
+
+    def uri(self, *parts: str) -> str:
+        return join_uri(self.root, *parts)
+
+    def day_uri(self, dataset: str, day: dt.date) -> str:
+        return self.uri(dataset, f"{day.isoformat()}.csv")
+
+    def reference_uri(self, dataset: str) -> str:
+        return self.uri("reference", f"{dataset}.csv")
+
+    def ensure_exists(self) -> None:
+        fs, path = self._fs(self.root)
+        if fs.get_file_info(path).type != pafs.FileType.Directory:
+            raise LandingZoneMissingError(
+                f"landing zone {self.uri()} does not exist: create it, point the landing "
+                "setting at the right folder or bucket, or run `python -m ml.replay`"
+            )
+
+    def read(self, uri: str) -> bytes:
+        fs, path = self._fs(uri)
+        info = fs.get_file_info(path)
+        if info.type != pafs.FileType.File:
+            self.ensure_exists()
+            hint = self._quarantine_hint(uri)
+            raise LandingFileMissingError(f"landing file {uri} does not exist{hint}")
+        with fs.open_input_stream(path) as stream:
+            return stream.read()
+
+    def _quarantine_hint(self, uri: str) -> str:
+        name = uri.rsplit("/", 1)[-1]
+        dataset = uri.rsplit("/", 2)[-2]
+        fs, path = self._fs(join_uri(self.quarantine_root, dataset, f"{name}.reason.json"))
+        if fs.get_file_info(path).type == pafs.FileType.File:
+            with fs.open_input_stream(path) as stream:
+                reason = json.loads(stream.read())["reason"]
+            return f" (it was quarantined: {reason})"
+        return ""
+
+    def quarantine(self, uri: str, reason: str) -> QuarantinedFile:
+        """Move a file into quarantine with a reason file; named by content if the name is taken."""
+        fs, path = self._fs(uri)
+        with fs.open_input_stream(path) as stream:
+            data = stream.read()
+        digest = hashlib.md5(data).hexdigest()
+        name = uri.rsplit("/", 1)[-1]
+        dataset = uri.rsplit("/", 2)[-2]
+        qfs, qdir = self._fs(join_uri(self.quarantine_root, dataset))
+        qfs.create_dir(qdir, recursive=True)
+        target = f"{qdir}/{name}"
+        if qfs.get_file_info(target).type == pafs.FileType.File:
+            stem, _, ext = name.rpartition(".")
+            target = f"{qdir}/{stem}.{digest[:12]}.{ext}"
+        with qfs.open_output_stream(target) as out:
+            out.write(data)
+        note = {"source": uri, "reason": reason, "md5": digest, "bytes": len(data)}
+        note["quarantined_at"] = dt.datetime.now(dt.UTC).isoformat()
+        with qfs.open_output_stream(f"{target}.reason.json") as out:
+            out.write(json.dumps(note, indent=2).encode())
+        fs.delete_file(path)
+        destination = (
+            target if "://" not in self.quarantine_root else f"{self.quarantine_root}/{target}"
+        )
+        return QuarantinedFile(source=uri, destination=destination, reason=reason)
+
+    def scan(self, dataset: str, first: dt.date, last: dt.date) -> LandingInventory:
+        """Day files of a dataset; names that are no day of [first, last] go to quarantine."""
+        self.ensure_exists()
+        fs, base = self._fs(self.uri(dataset))
+        if fs.get_file_info(base).type != pafs.FileType.Directory:
+            return LandingInventory()
+        inventory = LandingInventory()
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=False))
+        for info in sorted(infos, key=lambda i: i.base_name):
+            if info.type != pafs.FileType.File or info.base_name.startswith("."):
+                continue
+            uri = self.uri(dataset, info.base_name)
+            reason = _name_problem(info.base_name, first, last)
+            if reason:
+                inventory.quarantined.append(self.quarantine(uri, reason))
+            else:
+                inventory.days[dt.date.fromisoformat(info.base_name[:10])] = uri
+        return inventory
+
+
+def _name_problem(name: str, first: dt.date, last: dt.date) -> str | None:
+    match = DAY_FILE.match(name)
+    if not match:
+        leading = re.match(r"^(\d{4}-\d{2}-\d{2})\D", name)
+        if leading:
+            return (
+                f"duplicate delivery of {leading.group(1)}: only {leading.group(1)}.csv is ingested"
+            )
+        return "file name is not YYYY-MM-DD.csv"
+    try:
+        day = dt.date.fromisoformat(match.group(1))
+    except ValueError:
+        return f"file name {name} is not a calendar date"
+    if not first <= day <= last:
+        return f"day {day} is outside the partition range {first}..{last}"
+    return None

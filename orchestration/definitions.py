@@ -1,0 +1,24 @@
+"""The code location: assembles assets, checks, jobs, schedules and resources."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from assets import features, ingestion
+from orchestration.jobs import daily_ingestion_job, reference_job
+from orchestration.maintenance import maintenance, maintenance_schedule
+from orchestration.profiles import build_resources
+
+
+def build_definitions() -> dg.Definitions:
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([ingestion, features]),
+        jobs=[reference_job, daily_ingestion_job, maintenance],
+        schedules=[maintenance_schedule],
+        resources=build_resources(os.environ),
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,22 @@
+"""Asset jobs: what a schedule, a sensor or the demo asks to run."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.partitions import daily_partitions
+
+reference_job = dg.define_asset_job(
+    "reference_data",
+    selection=dg.AssetSelection.keys("bronze/planes", "bronze/airports", "bronze/airlines"),
+    description="Replace the reference tables from their landing files.",
+)
+
+daily_ingestion_job = dg.define_asset_job(
+    "daily_ingestion",
+    selection=dg.AssetSelection.keys(
+        "bronze/flights", "bronze/weather", "features/flight_features"
+    ),
+    partitions_def=daily_partitions,
+    description="Bronze and features of one day or a range of days, in one run.",
+)

@@ -1,0 +1,58 @@
+"""The maintenance job: compact small files, vacuum old ones, checkpoint the Delta log."""
+
+import dagster as dg
+from pydantic import Field
+
+from ml.reporting import text_table
+from resources import LakeResource
+
+LAKE_TABLES = (
+    "bronze/airports",
+    "bronze/airlines",
+    "bronze/planes",
+    "bronze/flights",
+    "bronze/flights_rejects",
+    "bronze/weather",
+    "bronze/weather_rejects",
+    "features/flight_features",
+)
+
+
+class MaintenanceConfig(dg.Config):
+    retention_hours: int = Field(
+        default=168,
+        ge=0,
+        description="Files no longer referenced for this long are deleted by vacuum.",
+    )
+
+
+@dg.op(description="OPTIMIZE (compact) and VACUUM every lake table that exists.")
+def compact_and_vacuum(
+    context: dg.OpExecutionContext, config: MaintenanceConfig, lake: LakeResource
+) -> None:
+    store = lake.store()
+    rows = []
+    for table in LAKE_TABLES:
+        if not store.exists(table):
+            context.log.info(f"{table}: no table yet, skipped")
+            continue
+        stats = store.maintain(table, config.retention_hours)
+        context.log.info(f"{table}: {stats}")
+        rows.append({"table": table, **stats})
+    context.log.info(
+        f"maintained {len(rows)} table(s) with retention {config.retention_hours}h\n{text_table(rows)}"
+    )
+
+
+@dg.job(description="Weekly Delta maintenance of the lake.", tags={"dagster/max_retries": "0"})
+def maintenance() -> None:
+    compact_and_vacuum()
+
+
+maintenance_schedule = dg.ScheduleDefinition(
+    name="weekly_maintenance",
+    job=maintenance,
+    cron_schedule="0 3 * * 0",
+    execution_timezone="America/New_York",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)

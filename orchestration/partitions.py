@@ -1,0 +1,25 @@
+"""Partitions shared by the assets: one per local New York day of 2013."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+FIRST_DAY = dt.date(2013, 1, 1)
+LAST_DAY = dt.date(2013, 12, 31)
+
+daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=FIRST_DAY.isoformat(),
+    end_date=(LAST_DAY + dt.timedelta(days=1)).isoformat(),
+    timezone="America/New_York",
+)
+
+
+def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:
+    """The days of a run: one partition or a whole range (single-run backfills)."""
+    return [dt.date.fromisoformat(key) for key in context.partition_keys]
+
+
+def days_label(days: list[dt.date]) -> str:
+    return days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]}"

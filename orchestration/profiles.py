@@ -1,0 +1,38 @@
+"""Deployment profiles: one environment variable picks where data lives and how work runs.
+
+`local` (the default) keeps everything under PLATFORM_DATA_DIR (default `.data`):
+landing zone, quarantine and lake. Each location can be pointed elsewhere alone:
+PLATFORM_LANDING_URI, PLATFORM_QUARANTINE_URI, PLATFORM_LAKE_URI, with non-secret
+storage options as JSON in PLATFORM_STORAGE_OPTIONS (credentials come from the usual
+AWS_* variables, which deltalake and pyarrow read themselves).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from resources import LakeResource, LandingResource
+
+PROFILE_VARIABLE = "PLATFORM_PROFILE"
+PROFILES = ("local",)
+
+
+def build_resources(env: Mapping[str, str]) -> dict[str, object]:
+    profile = env.get(PROFILE_VARIABLE, "local")
+    if profile not in PROFILES:
+        raise ValueError(f"{PROFILE_VARIABLE}={profile!r} is not one of {', '.join(PROFILES)}")
+    data_dir = env.get("PLATFORM_DATA_DIR", ".data").rstrip("/")
+    options = json.loads(env.get("PLATFORM_STORAGE_OPTIONS", "{}"))
+    if not isinstance(options, dict):
+        raise ValueError("PLATFORM_STORAGE_OPTIONS must be a JSON object of strings")
+    return {
+        "lake": LakeResource(
+            root=env.get("PLATFORM_LAKE_URI", f"{data_dir}/lake"), storage_options=options
+        ),
+        "landing": LandingResource(
+            root=env.get("PLATFORM_LANDING_URI", f"{data_dir}/landing"),
+            quarantine_root=env.get("PLATFORM_QUARANTINE_URI", f"{data_dir}/quarantine"),
+            storage_options=options,
+        ),
+    }
