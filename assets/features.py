@@ -7,7 +7,14 @@ import polars as pl
 
 from assets.ingestion import flights, planes, weather
 from assets.metadata import commit_metadata, delta_metadata
-from ml.features import KEY_COLUMNS, LABEL, WEATHER_LOOKBACK_DAYS, build_features, lookback_days
+from ml.features import (
+    FEATURE_SCHEMA,
+    KEY_COLUMNS,
+    LABEL,
+    WEATHER_LOOKBACK_DAYS,
+    build_features,
+    lookback_days,
+)
 from ml.quality import duplicate_keys, null_rates, rate_breaches, schema_problems
 from orchestration.partitions import daily_partitions, days_label, partition_days
 from resources import LakeResource
@@ -43,18 +50,10 @@ def _window(days: int) -> dg.TimeWindowPartitionMapping:
         planes,
     ],
     check_specs=[
-        dg.AssetCheckSpec(
-            "schema", asset=ASSET, blocking=True, description="Columns and types are stable."
-        ),
-        dg.AssetCheckSpec(
-            "key_unique", asset=ASSET, blocking=True, description="One row per flight."
-        ),
-        dg.AssetCheckSpec(
-            "null_rates", asset=ASSET, description="Null rates of key columns within limits."
-        ),
-        dg.AssetCheckSpec(
-            "label_rate", asset=ASSET, description="Share of delayed flights within bounds."
-        ),
+        dg.AssetCheckSpec("schema", asset=ASSET, blocking=True, description="Columns and types are stable."),
+        dg.AssetCheckSpec("key_unique", asset=ASSET, blocking=True, description="One row per flight."),
+        dg.AssetCheckSpec("null_rates", asset=ASSET, description="Null rates of key columns within limits."),
+        dg.AssetCheckSpec("label_rate", asset=ASSET, description="Share of delayed flights within bounds."),
     ],
     kinds={"delta", "polars"},
 )
@@ -70,13 +69,9 @@ def flight_features(context: dg.AssetExecutionContext, lake: LakeResource):
         "bronze/weather", "obs_date", first - dt.timedelta(days=WEATHER_LOOKBACK_DAYS), last
     )
     frame = build_features(history, observed, store.read("bronze/planes"), days)
-    result = store.replace_days(
-        TABLE, frame, "flight_date", days, commit_metadata(context, days_label(days))
-    )
+    result = store.replace_days(TABLE, frame, "flight_date", days, commit_metadata(context, days_label(days)))
     scheduled = history.filter(pl.col("flight_date").is_between(first, last)).height
-    problems = schema_problems(
-        dict(store.scan(TABLE, result.version).collect_schema()), dict(frame.schema)
-    )
+    problems = schema_problems(dict(store.scan(TABLE, result.version).collect_schema()), FEATURE_SCHEMA)
     rates = null_rates(frame, NULL_RATE_LIMITS)
     breaches = rate_breaches(rates, NULL_RATE_LIMITS)
     label_rate = float(frame[LABEL].mean() or 0.0)
@@ -90,9 +85,7 @@ def flight_features(context: dg.AssetExecutionContext, lake: LakeResource):
             label_rate=label_rate,
         ),
         check_results=[
-            dg.AssetCheckResult(
-                check_name="schema", passed=not problems, metadata={"problems": problems}
-            ),
+            dg.AssetCheckResult(check_name="schema", passed=not problems, metadata={"problems": problems}),
             dg.AssetCheckResult(
                 check_name="key_unique",
                 passed=duplicate_keys(frame, KEY_COLUMNS) == 0,

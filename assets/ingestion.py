@@ -26,7 +26,6 @@ from orchestration.partitions import daily_partitions, days_label, partition_day
 from resources import LakeResource, LandingResource
 
 GROUP = "ingestion"
-BRONZE_POOL = "lake_bronze"
 
 
 def _dimension(contract: LandingContract) -> dg.AssetsDefinition:
@@ -136,7 +135,6 @@ def _known(store: DeltaStore, table: str, column: str) -> list[str]:
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[airports, airlines],
     check_specs=_checks("bronze/flights"),
-    pool=BRONZE_POOL,
     kinds={"delta", "polars"},
 )
 def flights(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource):
@@ -149,9 +147,7 @@ def flights(context: dg.AssetExecutionContext, lake: LakeResource, landing: Land
         landing.zone(),
         FLIGHTS_LANDING,
         days,
-        lambda frame, day, source: validate_flights(
-            frame, day, source, known_airports, known_carriers
-        ),
+        lambda frame, day, source: validate_flights(frame, day, source, known_airports, known_carriers),
     )
     return _write_daily(
         context,
@@ -172,7 +168,6 @@ def flights(context: dg.AssetExecutionContext, lake: LakeResource, landing: Land
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[airports],
     check_specs=_checks("bronze/weather"),
-    pool=BRONZE_POOL,
     kinds={"delta", "polars"},
 )
 def weather(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource):

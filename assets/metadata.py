@@ -19,9 +19,7 @@ def commit_metadata(context: dg.AssetExecutionContext, label: str) -> dict[str, 
 
 
 def table_schema(frame: pl.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
-    )
+    return dg.TableSchema(columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()])
 
 
 def delta_metadata(result: WriteResult, frame: pl.DataFrame, **extra: object) -> dict[str, object]:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import holidays
 import polars as pl
 
-from ml.schemas import NEW_YORK
+from ml.schemas import NEW_YORK, TIMESTAMP_UTC
 
 DELAY_MINUTES = 15
 WINDOWS = (7, 28)
@@ -50,10 +50,7 @@ WEATHER_LOOKBACK_DAYS = 1
 
 def trailing_feature_names() -> list[str]:
     return [
-        f"{name}_{kind}_{w}d"
-        for name in TRAILING_KEYS
-        for w in WINDOWS
-        for kind in ("delay_rate", "flights")
+        f"{name}_{kind}_{w}d" for name in TRAILING_KEYS for w in WINDOWS for kind in ("delay_rate", "flights")
     ]
 
 
@@ -71,6 +68,30 @@ NUMERIC_FEATURES = (
     "weather_age_minutes",
     *trailing_feature_names(),
 )
+
+
+_INT = pl.Int32()
+_FLOAT = pl.Float64()
+FEATURE_SCHEMA: dict[str, pl.DataType] = {
+    "flight_date": pl.Date(),
+    "carrier": pl.String(),
+    "flight": _INT,
+    "origin": pl.String(),
+    "sched_dep_time": _INT,
+    "dest": pl.String(),
+    "tailnum": pl.String(),
+    "sched_dep_utc": TIMESTAMP_UTC,
+    "weather_time": TIMESTAMP_UTC,
+    **dict.fromkeys(
+        ("month", "weekday", "dep_hour", "dep_minute", "days_to_holiday", "days_since_holiday"),
+        _INT,
+    ),
+    **dict.fromkeys(("distance", "plane_age", "plane_seats"), _INT),
+    **{c: (_INT if c == "wind_dir" else _FLOAT) for c in WEATHER_COLUMNS},
+    "weather_age_minutes": _INT,
+    **{c: (_INT if "_flights_" in c else _FLOAT) for c in trailing_feature_names()},
+    LABEL: pl.Boolean(),
+}
 
 
 def holiday_table(first: dt.date, last: dt.date) -> pl.DataFrame:
@@ -115,11 +136,7 @@ def _trailing(history: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
             d = pl.col("d").filter(inside).sum()
             aggs += [
                 n.cast(pl.Int32).alias(f"{name}_flights_{w}d"),
-                pl.when(n > 0)
-                .then(d / n)
-                .otherwise(None)
-                .cast(pl.Float64)
-                .alias(f"{name}_delay_rate_{w}d"),
+                pl.when(n > 0).then(d / n).otherwise(None).cast(pl.Float64).alias(f"{name}_delay_rate_{w}d"),
             ]
         stats = joined.group_by([*key, "flight_date"]).agg(aggs)
         result = result.join(stats, on=[*key, "flight_date"], how="left")
@@ -141,9 +158,7 @@ def build_features(
     wanted = pl.Series(sorted(set(days)), dtype=pl.Date)
     if wanted.is_empty():
         raise ValueError("no days to build features for")
-    targets = flights.filter(
-        pl.col("flight_date").is_in(wanted) & pl.col("arr_delay").is_not_null()
-    )
+    targets = flights.filter(pl.col("flight_date").is_in(wanted) & pl.col("arr_delay").is_not_null())
     local = pl.col("sched_dep_utc").dt.convert_time_zone(NEW_YORK)
     base = targets.select(
         *KEY_COLUMNS,
@@ -166,9 +181,9 @@ def build_features(
     base = base.join(plane_info, on="tailnum", how="left").with_columns(
         (pl.col("flight_date").dt.year() - pl.col("plane_year")).cast(pl.Int32).alias("plane_age")
     )
-    obs = weather.select(
-        "origin", pl.col("time_hour").alias("weather_time"), *WEATHER_COLUMNS
-    ).sort("origin", "weather_time")
+    obs = weather.select("origin", pl.col("time_hour").alias("weather_time"), *WEATHER_COLUMNS).sort(
+        "origin", "weather_time"
+    )
     base = base.sort("origin", "sched_dep_utc").join_asof(
         obs,
         left_on="sched_dep_utc",
@@ -184,13 +199,4 @@ def build_features(
         .alias("weather_age_minutes")
     )
     features = _trailing(flights.filter(pl.col("flight_date") < wanted.max()), base)
-    ordered = [
-        *KEY_COLUMNS,
-        "dest",
-        "tailnum",
-        "sched_dep_utc",
-        "weather_time",
-        *NUMERIC_FEATURES,
-        LABEL,
-    ]
-    return features.select(ordered).sort(list(KEY_COLUMNS))
+    return features.select([pl.col(c).cast(t) for c, t in FEATURE_SCHEMA.items()]).sort(list(KEY_COLUMNS))

@@ -73,9 +73,7 @@ def ingest_days(
             moved = zone.quarantine(uri, exc.cause)
             problems.append(f"{exc} (quarantined to {moved.destination})")
             continue
-        batches.append(
-            DayBatch(day, uri, hashlib.md5(data).hexdigest(), count_data_rows(data), validated)
-        )
+        batches.append(DayBatch(day, uri, hashlib.md5(data).hexdigest(), count_data_rows(data), validated))
     if problems:
         raise IngestionError(
             f"{len(problems)} of {len(days)} {contract.dataset} landing file(s) could not be "
@@ -95,7 +93,5 @@ def read_reference(zone: LandingZone, contract: LandingContract) -> pl.DataFrame
         raise IngestionError(f"{exc} (quarantined to {moved.destination})") from exc
     key = contract.names[0]
     return (
-        typed.drop("__line")
-        .filter(pl.col(key).is_not_null())
-        .unique(key, keep="first", maintain_order=True)
+        typed.drop("__line").filter(pl.col(key).is_not_null()).unique(key, keep="first", maintain_order=True)
     )

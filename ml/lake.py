@@ -15,10 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from ml.storage import join_uri
+from ml.storage import filesystem, join_uri
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TABLE_CONFIGURATION = {
@@ -59,9 +61,7 @@ def check_rows_within(frame: pl.DataFrame, column: str, days: Sequence[dt.date])
     if column not in frame.columns:
         raise PartitionWriteRefusedError(f"frame has no day column {column!r}")
     if frame.schema[column] != pl.Date:
-        raise PartitionWriteRefusedError(
-            f"day column {column!r} is {frame.schema[column]}, not Date"
-        )
+        raise PartitionWriteRefusedError(f"day column {column!r} is {frame.schema[column]}, not Date")
     values = frame[column]
     if values.null_count():
         raise PartitionWriteRefusedError(f"{values.null_count()} row(s) have no {column}")
@@ -93,9 +93,7 @@ class DeltaStore:
         try:
             return DeltaTable(self.uri(table), version=version, storage_options=self._options)
         except TableNotFoundError as exc:
-            raise TableNotFoundError(
-                f"Delta table {table} does not exist at {self.uri(table)}"
-            ) from exc
+            raise TableNotFoundError(f"Delta table {table} does not exist at {self.uri(table)}") from exc
 
     def version(self, table: str) -> int | None:
         return self.table(table).version() if self.exists(table) else None
@@ -126,9 +124,7 @@ class DeltaStore:
         check_rows_within(frame, column, days)
         return self._commit(table, frame, predicate, commit_metadata)
 
-    def overwrite(
-        self, table: str, frame: pl.DataFrame, commit_metadata: Mapping[str, str]
-    ) -> WriteResult:
+    def overwrite(self, table: str, frame: pl.DataFrame, commit_metadata: Mapping[str, str]) -> WriteResult:
         return self._commit(table, frame, None, commit_metadata)
 
     def _commit(
@@ -140,28 +136,19 @@ class DeltaStore:
     ) -> WriteResult:
         uri = self.uri(table)
         data = frame.to_arrow()
+        before = self._ensure_table(table, data.schema)
         metadata = {**commit_metadata, "write_id": uuid.uuid4().hex}
         properties = CommitProperties(custom_metadata=metadata, max_commit_retries=50)
         for attempt in range(COMMIT_ATTEMPTS):
             try:
-                if not self.exists(table):
-                    write_deltalake(
-                        uri,
-                        data,
-                        mode="append" if predicate else "overwrite",
-                        configuration=TABLE_CONFIGURATION,
-                        storage_options=self._options,
-                        commit_properties=properties,
-                    )
-                else:
-                    write_deltalake(
-                        uri,
-                        data,
-                        mode="overwrite",
-                        predicate=predicate,
-                        storage_options=self._options,
-                        commit_properties=properties,
-                    )
+                write_deltalake(
+                    uri,
+                    data,
+                    mode="overwrite",
+                    predicate=predicate,
+                    storage_options=self._options,
+                    commit_properties=properties,
+                )
                 break
             except (CommitFailedError, DeltaError) as exc:
                 if attempt == COMMIT_ATTEMPTS - 1 or not _is_conflict(exc):
@@ -170,16 +157,46 @@ class DeltaStore:
         return WriteResult(
             table=table,
             uri=uri,
-            version=self._version_of(table, metadata["write_id"]),
+            version=self._version_of(table, metadata["write_id"], before),
             rows=frame.height,
         )
 
-    def _version_of(self, table: str, write_id: str) -> int:
-        """The version of our own commit: concurrent writers may have committed after it."""
-        for entry in self.table(table).history(100):
-            if entry.get("write_id") == write_id:
-                return int(entry["version"])
-        raise DeltaError(f"commit {write_id} of {table} is not in its recent history")
+    def _ensure_table(self, table: str, schema: pa.Schema) -> int:
+        """Create an empty table if there is none, so every write is a predicate overwrite.
+
+        (An append that creates the table could land on a table a concurrent writer just
+        created and duplicate a day.) Returns the version before our write.
+        """
+        if not self.exists(table):
+            try:
+                DeltaTable.create(
+                    self.uri(table),
+                    schema,
+                    mode="ignore",
+                    configuration=TABLE_CONFIGURATION,
+                    storage_options=self._options,
+                )
+            except (CommitFailedError, DeltaError) as exc:
+                if not self.exists(table):
+                    raise DeltaError(f"could not create Delta table {table}: {exc}") from exc
+        return int(self.table(table).version())
+
+    def _version_of(self, table: str, write_id: str, before: int) -> int:
+        """The version of our own commit, found in the log files written after `before`.
+
+        Concurrent writers may commit before or after ours, and `history()` read right
+        after a concurrent commit can misnumber versions, so the log is read directly.
+        """
+        fs, log = filesystem(f"{self.uri(table)}/_delta_log", self._options)
+        version = before + 1
+        while True:
+            path = f"{log}/{version:020d}.json"
+            if fs.get_file_info(path).type != pafs.FileType.File:
+                raise DeltaError(f"commit {write_id} of {table} is not in its log after version {before}")
+            with fs.open_input_stream(path) as stream:
+                if write_id in stream.read().decode():
+                    return version
+            version += 1
 
     def maintain(
         self, table: str, retention_hours: int, keep_versions: Sequence[int] = ()

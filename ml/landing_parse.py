@@ -86,9 +86,7 @@ def parse_landing_csv(data: bytes, contract: LandingContract, source: str) -> pl
         raise LandingFileError(source, "file is empty (0 bytes)")
     text = decode_utf8(data, source)
     header = _check_shape(text, contract, source)
-    raw = pl.read_csv(
-        io.BytesIO(data), infer_schema=False, null_values=NULL_VALUES, has_header=True
-    )
+    raw = pl.read_csv(io.BytesIO(data), infer_schema=False, null_values=NULL_VALUES, has_header=True)
     columns = []
     for name, dtype in contract.columns.items():
         if name in header:

@@ -109,9 +109,7 @@ class LandingZone:
         with qfs.open_output_stream(f"{target}.reason.json") as out:
             out.write(json.dumps(note, indent=2).encode())
         fs.delete_file(path)
-        destination = (
-            target if "://" not in self.quarantine_root else f"{self.quarantine_root}/{target}"
-        )
+        destination = target if "://" not in self.quarantine_root else f"{self.quarantine_root}/{target}"
         return QuarantinedFile(source=uri, destination=destination, reason=reason)
 
     def scan(self, dataset: str, first: dt.date, last: dt.date) -> LandingInventory:
@@ -139,9 +137,7 @@ def _name_problem(name: str, first: dt.date, last: dt.date) -> str | None:
     if not match:
         leading = re.match(r"^(\d{4}-\d{2}-\d{2})\D", name)
         if leading:
-            return (
-                f"duplicate delivery of {leading.group(1)}: only {leading.group(1)}.csv is ingested"
-            )
+            return f"duplicate delivery of {leading.group(1)}: only {leading.group(1)}.csv is ingested"
         return "file name is not YYYY-MM-DD.csv"
     try:
         day = dt.date.fromisoformat(match.group(1))

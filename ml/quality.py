@@ -7,9 +7,7 @@ from collections.abc import Iterable, Mapping
 import polars as pl
 
 
-def schema_problems(
-    actual: Mapping[str, pl.DataType], expected: Mapping[str, pl.DataType]
-) -> list[str]:
+def schema_problems(actual: Mapping[str, pl.DataType], expected: Mapping[str, pl.DataType]) -> list[str]:
     problems = [f"missing column {c}" for c in expected if c not in actual]
     problems += [f"unexpected column {c}" for c in actual if c not in expected]
     problems += [

@@ -69,9 +69,7 @@ def replay(
     if first > last:
         raise ValueError(f"start {first} is after end {last}")
     if first < SOURCE_FIRST or last > SOURCE_LAST:
-        raise ValueError(
-            f"the source holds {SOURCE_FIRST}..{SOURCE_LAST}; {first}..{last} is outside it"
-        )
+        raise ValueError(f"the source holds {SOURCE_FIRST}..{SOURCE_LAST}; {first}..{last} is outside it")
     outcomes = [
         write_file(landing / "reference" / f"{name}.csv", to_csv_bytes(read_source(name)), force)
         for name in REFERENCE
@@ -97,9 +95,7 @@ def replay(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ml.replay", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m ml.replay", description=__doc__.split("\n\n")[0])
     parser.add_argument("--landing", type=Path, required=True, help="landing folder to write into")
     parser.add_argument(
         "--start", type=dt.date.fromisoformat, default=SOURCE_FIRST, help="first day, YYYY-MM-DD"
@@ -110,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="last day (inclusive); default: start",
     )
-    parser.add_argument(
-        "--datasets", default=",".join(DAILY), help="comma-separated: flights,weather"
-    )
+    parser.add_argument("--datasets", default=",".join(DAILY), help="comma-separated: flights,weather")
     parser.add_argument("--force", action="store_true", help="replace files whose content differs")
     args = parser.parse_args(argv)
     datasets = tuple(d for d in args.datasets.split(",") if d)
@@ -124,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     counts = {
-        s: sum(o.status == s for o in outcomes)
-        for s in ("written", "unchanged", "replaced", "conflict")
+        s: sum(o.status == s for o in outcomes) for s in ("written", "unchanged", "replaced", "conflict")
     }
     for outcome in outcomes:
         if outcome.status == "replaced":

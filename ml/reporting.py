@@ -9,10 +9,7 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = 10) -> str:
     shown = frame.head(max_rows)
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "| " + " | ".join("---" for _ in shown.columns) + " |"
-    rows = [
-        "| " + " | ".join("" if v is None else str(v) for v in row) + " |"
-        for row in shown.iter_rows()
-    ]
+    rows = ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in shown.iter_rows()]
     more = [f"\n_{frame.height - max_rows} more rows_"] if frame.height > max_rows else []
     return "\n".join([header, rule, *rows, *more])
 

@@ -29,9 +29,7 @@ _S3_OPTIONS = {
 }
 
 
-def filesystem(
-    uri: str, storage_options: dict[str, str] | None = None
-) -> tuple[pafs.FileSystem, str]:
+def filesystem(uri: str, storage_options: dict[str, str] | None = None) -> tuple[pafs.FileSystem, str]:
     """The filesystem and in-filesystem path of a URI, with deltalake-style storage options."""
     options = storage_options or {}
     if uri.startswith("s3://"):

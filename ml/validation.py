@@ -61,9 +61,7 @@ def _common_rules(contract: LandingContract, day: dt.date) -> list[tuple[pl.Expr
     rules = [(pl.col(c).is_null(), f"missing {c}") for c in contract.required]
     rules.append(
         (
-            (pl.col("year") != day.year)
-            | (pl.col("month") != day.month)
-            | (pl.col("day") != day.day),
+            (pl.col("year") != day.year) | (pl.col("month") != day.month) | (pl.col("day") != day.day),
             f"date differs from file day {day.isoformat()}",
         )
     )
@@ -84,16 +82,11 @@ def _apply(
     day: dt.date,
     source: str,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    reasons = pl.concat_list(
-        [pl.when(cond.fill_null(False)).then(pl.lit(text)) for cond, text in rules]
-    )
+    reasons = pl.concat_list([pl.when(cond.fill_null(False)).then(pl.lit(text)) for cond, text in rules])
     flagged = frame.with_columns(reasons.list.drop_nulls().list.join("; ").alias(REASON))
     dup = pl.struct(list(key)).is_first_distinct().not_() & (pl.col(REASON) == "")
     flagged = flagged.with_columns(
-        pl.when(dup)
-        .then(pl.lit("duplicate key " + "/".join(key)))
-        .otherwise(pl.col(REASON))
-        .alias(REASON)
+        pl.when(dup).then(pl.lit("duplicate key " + "/".join(key))).otherwise(pl.col(REASON)).alias(REASON)
     )
     bad = flagged.filter(pl.col(REASON) != "")
     good = flagged.filter(pl.col(REASON) == "")
@@ -115,9 +108,7 @@ def validate_flights(
     airports: Collection[str],
     carriers: Collection[str],
 ) -> Validated:
-    frame = typed.with_columns(pl.col("time_hour").alias("__time_hour_raw")).with_columns(
-        _time_hour_utc()
-    )
+    frame = typed.with_columns(pl.col("time_hour").alias("__time_hour_raw")).with_columns(_time_hour_utc())
     airports_s = pl.Series(list(airports), dtype=pl.String)
     carriers_s = pl.Series(list(carriers), dtype=pl.String)
     rules = _common_rules(FLIGHTS_LANDING, day)
@@ -145,12 +136,8 @@ def validate_flights(
     return Validated(valid=valid, rejects=rejects)
 
 
-def validate_weather(
-    typed: pl.DataFrame, day: dt.date, source: str, airports: Collection[str]
-) -> Validated:
-    frame = typed.with_columns(pl.col("time_hour").alias("__time_hour_raw")).with_columns(
-        _time_hour_utc()
-    )
+def validate_weather(typed: pl.DataFrame, day: dt.date, source: str, airports: Collection[str]) -> Validated:
+    frame = typed.with_columns(pl.col("time_hour").alias("__time_hour_raw")).with_columns(_time_hour_utc())
     airports_s = pl.Series(list(airports), dtype=pl.String)
     rules = _common_rules(WEATHER_LANDING, day)
     rules += [

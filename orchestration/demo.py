@@ -19,13 +19,9 @@ FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 31)
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
-def run_range(
-    defs: dg.Definitions, instance: dg.DagsterInstance, first: dt.date, last: dt.date
-) -> None:
+def run_range(defs: dg.Definitions, instance: dg.DagsterInstance, first: dt.date, last: dt.date) -> None:
     tags = dict(zip(RANGE_TAGS, (first.isoformat(), last.isoformat()), strict=True))
-    result = defs.resolve_job_def("daily_ingestion").execute_in_process(
-        instance=instance, tags=tags
-    )
+    result = defs.resolve_job_def("daily_ingestion").execute_in_process(instance=instance, tags=tags)
     if not result.success:
         raise SystemExit(f"run {result.run_id} failed")
 

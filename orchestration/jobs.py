@@ -14,9 +14,7 @@ reference_job = dg.define_asset_job(
 
 daily_ingestion_job = dg.define_asset_job(
     "daily_ingestion",
-    selection=dg.AssetSelection.keys(
-        "bronze/flights", "bronze/weather", "features/flight_features"
-    ),
+    selection=dg.AssetSelection.keys("bronze/flights", "bronze/weather", "features/flight_features"),
     partitions_def=daily_partitions,
     description="Bronze and features of one day or a range of days, in one run.",
 )

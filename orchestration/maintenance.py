@@ -27,9 +27,7 @@ class MaintenanceConfig(dg.Config):
 
 
 @dg.op(description="OPTIMIZE (compact) and VACUUM every lake table that exists.")
-def compact_and_vacuum(
-    context: dg.OpExecutionContext, config: MaintenanceConfig, lake: LakeResource
-) -> None:
+def compact_and_vacuum(context: dg.OpExecutionContext, config: MaintenanceConfig, lake: LakeResource) -> None:
     store = lake.store()
     rows = []
     for table in LAKE_TABLES:

@@ -27,9 +27,7 @@ def build_resources(env: Mapping[str, str]) -> dict[str, object]:
     if not isinstance(options, dict):
         raise ValueError("PLATFORM_STORAGE_OPTIONS must be a JSON object of strings")
     return {
-        "lake": LakeResource(
-            root=env.get("PLATFORM_LAKE_URI", f"{data_dir}/lake"), storage_options=options
-        ),
+        "lake": LakeResource(root=env.get("PLATFORM_LAKE_URI", f"{data_dir}/lake"), storage_options=options),
         "landing": LandingResource(
             root=env.get("PLATFORM_LANDING_URI", f"{data_dir}/landing"),
             quarantine_root=env.get("PLATFORM_QUARANTINE_URI", f"{data_dir}/quarantine"),

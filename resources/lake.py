@@ -15,9 +15,7 @@ class LakeResource(dg.ConfigurableResource):
     the standard environment variables (AWS_ACCESS_KEY_ID, ...) that deltalake reads itself.
     """
 
-    root: str = Field(
-        description="Folder or URI under which each table is a sub-path, e.g. bronze/flights."
-    )
+    root: str = Field(description="Folder or URI under which each table is a sub-path, e.g. bronze/flights.")
     storage_options: dict[str, str] = Field(default_factory=dict)
 
     def store(self) -> DeltaStore:

@@ -1,0 +1,102 @@
+"""Shared fixtures: a replayed landing zone and real resources pointed at temporary folders."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from assets import features, ingestion
+from ml.lake import DeltaStore
+from ml.landing_zone import LandingZone
+from ml.replay import replay
+from resources import LakeResource, LandingResource
+
+REPLAY_FIRST, REPLAY_LAST = dt.date(2013, 1, 1), dt.date(2013, 2, 15)
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+ASSETS = dg.load_assets_from_modules([ingestion, features])
+REFERENCE_KEYS = ["bronze/planes", "bronze/airports", "bronze/airlines"]
+
+
+@pytest.fixture(scope="session")
+def replayed_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """January to mid-February 2013 replayed once per session; tests copy it."""
+    landing = tmp_path_factory.mktemp("replayed") / "landing"
+    replay(landing, REPLAY_FIRST, REPLAY_LAST)
+    return landing
+
+
+@dataclass
+class Platform:
+    """Real resources over temporary folders, and ways to run the real assets on them."""
+
+    root: Path
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def resources(self) -> dict[str, object]:
+        return {
+            "lake": LakeResource(root=str(self.root / "lake")),
+            "landing": LandingResource(root=str(self.landing_dir), quarantine_root=str(self.quarantine_dir)),
+        }
+
+    @property
+    def store(self) -> DeltaStore:
+        return DeltaStore(str(self.root / "lake"))
+
+    @property
+    def zone(self) -> LandingZone:
+        return LandingZone(str(self.landing_dir), str(self.quarantine_dir))
+
+    def materialize(
+        self,
+        selection: Sequence[str],
+        first: dt.date | None = None,
+        last: dt.date | None = None,
+        raise_on_error: bool = True,
+    ) -> dg.ExecuteInProcessResult:
+        tags = {}
+        if first is not None:
+            tags = {RANGE_START: first.isoformat(), RANGE_END: (last or first).isoformat()}
+        return dg.materialize(
+            ASSETS,
+            selection=list(selection),
+            resources=self.resources,
+            tags=tags,
+            raise_on_error=raise_on_error,
+        )
+
+    def reference(self) -> None:
+        self.materialize(REFERENCE_KEYS)
+
+    def bronze(self, first: dt.date, last: dt.date | None = None, **kwargs) -> dg.ExecuteInProcessResult:
+        return self.materialize(["bronze/flights", "bronze/weather"], first, last, **kwargs)
+
+    def features(self, first: dt.date, last: dt.date | None = None, **kwargs) -> dg.ExecuteInProcessResult:
+        return self.materialize(["features/flight_features"], first, last, **kwargs)
+
+
+@pytest.fixture
+def platform(tmp_path: Path, replayed_landing: Path) -> Platform:
+    """A platform whose landing zone holds the replayed days and whose reference tables exist."""
+    shutil.copytree(replayed_landing, tmp_path / "landing")
+    p = Platform(tmp_path)
+    p.reference()
+    return p
+
+
+def day(n: int) -> dt.date:
+    """Day n of 2013 counted from 1 (day(1) is 2013-01-01)."""
+    return dt.date(2013, 1, 1) + dt.timedelta(days=n - 1)
