@@ -204,7 +204,7 @@ class DeltaStore:
         """Compact small files, vacuum what is older than the retention, checkpoint the log."""
         delta = self.table(table)
         compaction = delta.optimize.compact(
-            commit_properties=CommitProperties(custom_metadata={"operation": "maintenance"})
+            commit_properties=CommitProperties(custom_metadata={"platform_operation": "maintenance"})
         )
         delta = self.table(table)
         removed = delta.vacuum(

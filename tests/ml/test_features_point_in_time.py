@@ -1,0 +1,125 @@
+"""Point-in-time rules of the feature transform, on small frames built by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from ml.features import FEATURE_SCHEMA, build_features
+from ml.schemas import BRONZE_FLIGHTS_SCHEMA, BRONZE_WEATHER_SCHEMA
+
+D = dt.date(2013, 3, 20)
+
+
+def utc(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=dt.UTC)
+
+
+def flight(day: dt.date, number: int, arr_delay: int | None, hour_utc: int = 14, minute: int = 15) -> dict:
+    return {
+        "flight_date": day,
+        "year": day.year,
+        "month": day.month,
+        "day": day.day,
+        "sched_dep_time": (hour_utc - 4) * 100 + minute,
+        "sched_arr_time": 1500,
+        "arr_delay": arr_delay,
+        "carrier": "UA",
+        "flight": number,
+        "tailnum": "N1",
+        "origin": "EWR",
+        "dest": "ORD",
+        "distance": 719,
+        "hour": hour_utc - 4,
+        "minute": minute,
+        "time_hour": utc(day, hour_utc),
+        "sched_dep_utc": utc(day, hour_utc, minute),
+    }
+
+
+def flights_frame(rows: list[dict]) -> pl.DataFrame:
+    frame = pl.DataFrame(rows)
+    missing = [c for c in BRONZE_FLIGHTS_SCHEMA if c not in frame.columns]
+    frame = frame.with_columns([pl.lit(None).alias(c) for c in missing])
+    return frame.select([pl.col(c).cast(t) for c, t in BRONZE_FLIGHTS_SCHEMA.items()])
+
+
+def weather_frame(observations: list[tuple[dt.datetime, float]]) -> pl.DataFrame:
+    frame = pl.DataFrame(
+        {
+            "obs_date": [t.date() for t, _ in observations],
+            "origin": ["EWR"] * len(observations),
+            "time_hour": [t for t, _ in observations],
+            "temp": [v for _, v in observations],
+        }
+    )
+    missing = [c for c in BRONZE_WEATHER_SCHEMA if c not in frame.columns]
+    frame = frame.with_columns([pl.lit(None).alias(c) for c in missing])
+    return frame.select([pl.col(c).cast(t) for c, t in BRONZE_WEATHER_SCHEMA.items()])
+
+
+PLANES = pl.DataFrame({"tailnum": ["N1"], "year": [2003], "seats": [150]}).cast(
+    {"year": pl.Int32, "seats": pl.Int32}
+)
+
+
+def test_weather_is_the_latest_observation_at_or_before_departure() -> None:
+    flights = flights_frame([flight(D, 1, 0, 14, 15), flight(D, 2, 0, 14, 0)])
+    weather = weather_frame(
+        [(utc(D, 13), 1.0), (utc(D, 14), 2.0), (utc(D, 14, 30), 99.0), (utc(D, 15), 99.0)]
+    )
+    out = build_features(flights, weather, PLANES, [D]).sort("flight")
+    assert out["temp"].to_list() == [2.0, 2.0]
+    assert out["weather_time"].to_list() == [utc(D, 14), utc(D, 14)]
+    assert (out["weather_time"] <= out["sched_dep_utc"]).all()
+    assert out["weather_age_minutes"].to_list() == [15, 0]
+
+
+def test_weather_older_than_the_tolerance_is_not_used() -> None:
+    flights = flights_frame([flight(D, 1, 0, 14, 15)])
+    weather = weather_frame([(utc(D, 9), 5.0), (utc(D, 15), 99.0)])
+    out = build_features(flights, weather, PLANES, [D])
+    assert out["temp"].to_list() == [None]
+
+
+def test_trailing_rates_use_only_days_strictly_before_within_the_window() -> None:
+    rows = [
+        flight(D - dt.timedelta(days=8), 10, 60),  # outside the 7-day window, inside 28
+        flight(D - dt.timedelta(days=7), 11, 0),
+        flight(D - dt.timedelta(days=1), 12, 30),
+        flight(D - dt.timedelta(days=1), 13, None),  # cancelled: no outcome, not counted
+        flight(D, 1, 120),  # the day itself never counts, even its other flights
+        flight(D, 2, 0),
+    ]
+    out = build_features(flights_frame(rows), weather_frame([(utc(D, 14), 1.0)]), PLANES, [D]).sort("flight")
+    assert out.height == 2
+    assert out["carrier_flights_7d"].to_list() == [2, 2]
+    assert out["carrier_delay_rate_7d"].to_list() == [0.5, 0.5]
+    assert out["carrier_flights_28d"].to_list() == [3, 3]
+    assert out["route_delay_rate_28d"].to_list() == [2 / 3, 2 / 3]
+    assert out["is_delayed"].to_list() == [True, False]
+
+
+def test_a_day_with_no_history_has_zero_volume_and_no_rate() -> None:
+    out = build_features(flights_frame([flight(D, 1, 0)]), weather_frame([(utc(D, 14), 1.0)]), PLANES, [D])
+    assert out["origin_flights_28d"].to_list() == [0]
+    assert out["origin_delay_rate_28d"].to_list() == [None]
+
+
+def test_flights_without_an_outcome_are_excluded_and_schema_is_the_contract() -> None:
+    out = build_features(
+        flights_frame([flight(D, 1, None), flight(D, 2, 16)]), weather_frame([(utc(D, 14), 1.0)]), PLANES, [D]
+    )
+    assert out["flight"].to_list() == [2]
+    assert dict(out.schema) == FEATURE_SCHEMA
+    assert out["plane_age"].to_list() == [10]
+
+
+def test_calendar_features_are_local_new_york_time() -> None:
+    out = build_features(
+        flights_frame([flight(D, 1, 0, 14, 15)]), weather_frame([(utc(D, 14), 1.0)]), PLANES, [D]
+    )
+    # 14:15 UTC on 2013-03-20 is 10:15 in New York (daylight time, UTC-4).
+    assert (out["dep_hour"][0], out["dep_minute"][0]) == (10, 15)
+    assert out["weekday"][0] == 3  # a Wednesday
