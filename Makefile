@@ -7,7 +7,7 @@ DATA_DIR ?= .data
 DAGSTER_HOME ?= $(CURDIR)/.dagster
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint format dev replay maintenance bench clean
+.PHONY: venv instance demo test lint format dev replay bench clean
 
 venv: $(STAMP)
 
@@ -19,10 +19,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The local profile's Dagster instance: SQLite storage in $(DAGSTER_HOME).
+instance:
+	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp orchestration/instance/local.yaml $(DAGSTER_HOME)/dagster.yaml
+
+demo: $(STAMP) instance
 	PLATFORM_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/python -m orchestration.demo
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -33,8 +38,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-dev: $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
+dev: $(STAMP) instance
 	PLATFORM_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 replay: $(STAMP)

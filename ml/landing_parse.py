@@ -87,6 +87,7 @@ def parse_landing_csv(data: bytes, contract: LandingContract, source: str) -> pl
     text = decode_utf8(data, source)
     header = _check_shape(text, contract, source)
     raw = pl.read_csv(io.BytesIO(data), infer_schema=False, null_values=NULL_VALUES, has_header=True)
+    raw.columns = header
     columns = []
     for name, dtype in contract.columns.items():
         if name in header:
@@ -98,5 +99,6 @@ def parse_landing_csv(data: bytes, contract: LandingContract, source: str) -> pl
 
 
 def count_data_rows(data: bytes) -> int:
-    """Rows a landing file delivered, for reconciling with what bronze kept."""
-    return max(data.count(b"\n") - 1, 0)
+    """CSV records a landing file delivered after its header (a quoted value may span lines)."""
+    records = sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8", errors="replace"))))
+    return max(records - 1, 0)
