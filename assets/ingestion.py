@@ -79,8 +79,8 @@ def _write_daily(
     label = days_label(days)
     meta = commit_metadata(context, label)
     rejects = batch.rejects
-    rejects_result = store.replace_days(f"{table}_rejects", rejects, "day", days, meta)
     result = store.replace_days(table, batch.valid, day_column, days, meta)
+    rejects_result = store.replace_days(f"{table}_rejects", rejects, "day", days, meta)
     stored = store.read_days(table, day_column, days[0], days[-1], version=result.version).filter(
         pl.col(day_column).is_in(days)
     )
@@ -99,7 +99,17 @@ def _write_daily(
             rejects_table=rejects_result.uri,
             rejects_delta_version=rejects_result.version,
             reject_reasons=dg.MetadataValue.json(dict(reasons.iter_rows())),
-            landing_md5=dg.MetadataValue.json({d.day.isoformat(): d.md5 for d in batch.days}),
+            per_day=dg.MetadataValue.json(
+                {
+                    d.day.isoformat(): {
+                        "landing_rows": d.landing_rows,
+                        "rejected": d.validated.rejects.height,
+                        "md5": d.md5,
+                    }
+                    for d in batch.days
+                }
+            ),
+            empty_days=[d.day.isoformat() for d in batch.days if d.landing_rows == 0],
         ),
         check_results=[
             dg.AssetCheckResult(

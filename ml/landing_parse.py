@@ -28,7 +28,7 @@ class LandingFileError(ValueError):
 
 def decode_utf8(data: bytes, source: str) -> str:
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise LandingFileError(
@@ -55,15 +55,11 @@ def _check_shape(text: str, contract: LandingContract, source: str) -> list[str]
     duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
         raise LandingFileError(source, f"duplicated column(s): {', '.join(duplicated)}")
-    n_rows = 0
     for line_no, row in enumerate(rows, start=2):
         if len(row) != len(header):
             raise LandingFileError(
                 source, f"line {line_no} has {len(row)} fields, the header has {len(header)}"
             )
-        n_rows += 1
-    if n_rows == 0:
-        raise LandingFileError(source, "no data rows (only a header)")
     return header
 
 
@@ -81,7 +77,12 @@ def _cast_column(raw: pl.Series, dtype: pl.DataType, source: str) -> pl.Series:
 
 
 def parse_landing_csv(data: bytes, contract: LandingContract, source: str) -> pl.DataFrame:
-    """Typed frame of a landing file in contract column order, plus its CSV line numbers."""
+    """Typed frame of a landing file in contract column order, plus its CSV line numbers.
+
+    A header without rows is a valid delivery of a day with nothing in it (0 rows);
+    a file of 0 bytes is not.
+    """
+    data = data.removeprefix(b"\xef\xbb\xbf")
     if not data:
         raise LandingFileError(source, "file is empty (0 bytes)")
     text = decode_utf8(data, source)

@@ -79,14 +79,24 @@ class LandingZone:
             return stream.read()
 
     def _quarantine_hint(self, uri: str) -> str:
+        """The reason of the latest quarantined delivery of this file, if there is one."""
         name = uri.rsplit("/", 1)[-1]
         dataset = uri.rsplit("/", 2)[-2]
-        fs, path = self._fs(join_uri(self.quarantine_root, dataset, f"{name}.reason.json"))
-        if fs.get_file_info(path).type == pafs.FileType.File:
-            with fs.open_input_stream(path) as stream:
-                reason = json.loads(stream.read())["reason"]
-            return f" (it was quarantined: {reason})"
-        return ""
+        fs, qdir = self._fs(join_uri(self.quarantine_root, dataset))
+        if fs.get_file_info(qdir).type != pafs.FileType.Directory:
+            return ""
+        stem = name.rpartition(".")[0]
+        notes = []
+        for info in fs.get_file_info(pafs.FileSelector(qdir)):
+            if info.base_name.startswith(stem) and info.base_name.endswith(".reason.json"):
+                with fs.open_input_stream(info.path) as stream:
+                    note = json.loads(stream.read())
+                if note.get("source", "").endswith(f"/{dataset}/{name}"):
+                    notes.append(note)
+        if not notes:
+            return ""
+        latest = max(notes, key=lambda n: n["quarantined_at"])
+        return f" (it was quarantined: {latest['reason']})"
 
     def quarantine(self, uri: str, reason: str) -> QuarantinedFile:
         """Move a file into quarantine with a reason file; named by content if the name is taken."""

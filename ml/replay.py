@@ -85,9 +85,8 @@ def replay(
         wanted = source.filter(pl.col("__date").is_between(first, last))
         by_day = wanted.partition_by("__date", as_dict=True, include_key=False)
         for day in days(first, last):
-            frame = by_day.get((day,))
-            if frame is None:
-                continue
+            # A day the source has no rows for is delivered as a header-only file.
+            frame = by_day.get((day,), source.clear().drop("__date"))
             outcomes.append(
                 write_file(landing / dataset / f"{day.isoformat()}.csv", to_csv_bytes(frame), force)
             )
