@@ -12,11 +12,15 @@ PYTEST_ARGS ?=
 venv: $(STAMP)
 
 # torch is pinned before the project so a looser range never pulls a CUDA build.
+# DVC gets its own environment in .venv/dvc: its hydra dependency pins an ANTLR
+# runtime that breaks Dagster's, so the platform only calls it as a program.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(PYTHON) -m venv $(VENV)/dvc
+	$(VENV)/dvc/bin/python -m pip install --quiet "dvc>=3.67,<4"
 	touch $(STAMP)
 
 # The local profile's Dagster instance: SQLite storage in $(DAGSTER_HOME).

@@ -1,0 +1,119 @@
+"""DVC through its command line, run from its own virtual environment.
+
+DVC's hydra dependency pins an ANTLR runtime that breaks Dagster's, so DVC lives in a
+separate environment (`.venv/dvc`, made by `make`) and is only ever called as a program.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+
+class DvcError(RuntimeError):
+    pass
+
+
+def default_executable() -> str:
+    bundled = Path(sys.prefix) / "dvc" / "bin" / "dvc"
+    if bundled.exists():
+        return str(bundled)
+    found = shutil.which("dvc")
+    if found is None:
+        raise DvcError(
+            "no dvc executable: run `make venv` (it installs DVC into .venv/dvc) or put dvc on PATH"
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class LockedOutput:
+    path: str
+    md5: str
+    size: int
+    nfiles: int
+
+
+@dataclass(frozen=True)
+class DvcRepo:
+    root: Path
+    executable: str = ""
+    remote: str = ""
+
+    def run(self, *args: str) -> str:
+        """Run dvc in the repository with this interpreter's folder first on PATH (for `dvc repro`)."""
+        env = dict(os.environ)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        command = [self.executable or default_executable(), *args]
+        done = subprocess.run(command, cwd=self.root, capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            raise DvcError(
+                f"`dvc {' '.join(args)}` failed in {self.root}:\n{(done.stderr or done.stdout).strip()}"
+            )
+        return done.stdout
+
+    def _remote_args(self) -> list[str]:
+        return ["--remote", self.remote_name()]
+
+    def remote_name(self) -> str:
+        """The remote to use: the configured URL as remote `platform`, else the default remote."""
+        if self.remote:
+            self.run("remote", "add", "--local", "--force", "platform", self.remote)
+            return "platform"
+        listed = self.run("remote", "list").split()
+        default = self.run("config", "core.remote").strip() if listed else ""
+        if not default:
+            raise DvcError(
+                f"no DVC remote is configured in {self.root}: set one with `dvc remote add -d NAME URL` "
+                "or the dvc resource's `remote`"
+            )
+        return default
+
+    def check_remote(self) -> str:
+        """The remote's URL, after checking that a local remote's folder exists."""
+        name = self.remote_name()
+        url = self.run("remote", "list").split()
+        urls = dict(zip(url[::2], url[1::2], strict=False))
+        location = urls.get(name, "")
+        if location and "://" not in location:
+            folder = Path(location) if Path(location).is_absolute() else self.root / ".dvc" / location
+            if not folder.is_dir():
+                raise DvcError(f"DVC remote {name!r} is missing: folder {folder} does not exist")
+        return location
+
+    def commit(self, stage: str) -> None:
+        self.run("commit", "--force", "--quiet", stage)
+
+    def push(self, stage: str) -> None:
+        self.check_remote()
+        self.run("push", "--quiet", *self._remote_args(), stage)
+
+    def locked_output(self, stage: str, path: str) -> LockedOutput:
+        lock = yaml.safe_load((self.root / "dvc.lock").read_text())
+        for out in lock["stages"][stage]["outs"]:
+            if out["path"] == path:
+                return LockedOutput(path, out["md5"], int(out["size"]), int(out["nfiles"]))
+        raise DvcError(f"dvc.lock has no output {path} for stage {stage}")
+
+    def restore(self, md5: str, destination: Path) -> Path:
+        """Fetch a directory by its DVC md5 from the remote into `destination` (which must not exist)."""
+        if destination.exists():
+            raise DvcError(f"refusing to restore into {destination}: it exists")
+        self.check_remote()
+        with tempfile.TemporaryDirectory(dir=self.root, prefix=".restore-") as tmp:
+            pointer = Path(tmp) / "restore.dvc"
+            pointer.write_text(yaml.safe_dump({"outs": [{"md5": md5, "path": "data", "hash": "md5"}]}))
+            try:
+                self.run("pull", "--quiet", *self._remote_args(), str(pointer.relative_to(self.root)))
+            except DvcError as exc:
+                raise DvcError(f"could not restore {md5} from the DVC remote: {exc}") from exc
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(Path(tmp) / "data"), destination)
+        return destination
