@@ -26,6 +26,7 @@ $(STAMP): pyproject.toml
 # The local profile's Dagster instance: SQLite storage in $(DAGSTER_HOME).
 instance:
 	mkdir -p $(DAGSTER_HOME)
+	mkdir -p $(DATA_DIR)/dvc-remote
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp orchestration/instance/local.yaml $(DAGSTER_HOME)/dagster.yaml
 
 demo: $(STAMP) instance

@@ -2,7 +2,8 @@
 
 `local` (the default) keeps everything under PLATFORM_DATA_DIR (default `.data`):
 landing zone, quarantine and lake. Each location can be pointed elsewhere alone:
-PLATFORM_LANDING_URI, PLATFORM_QUARANTINE_URI, PLATFORM_LAKE_URI, with non-secret
+PLATFORM_LANDING_URI, PLATFORM_QUARANTINE_URI, PLATFORM_LAKE_URI,
+PLATFORM_ARTIFACTS_URI, PLATFORM_DVC_REMOTE (a DVC remote URL), with non-secret
 storage options as JSON in PLATFORM_STORAGE_OPTIONS (credentials come from the usual
 AWS_* variables, which deltalake and pyarrow read themselves).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from resources import LakeResource, LandingResource
+from resources import ArtifactStore, DvcResource, LakeResource, LandingResource, LocalLauncher
 
 PROFILE_VARIABLE = "PLATFORM_PROFILE"
 PROFILES = ("local",)
@@ -33,4 +34,9 @@ def build_resources(env: Mapping[str, str]) -> dict[str, object]:
             quarantine_root=env.get("PLATFORM_QUARANTINE_URI", f"{data_dir}/quarantine"),
             storage_options=options,
         ),
+        "dvc": DvcResource(
+            repo_root=env.get("PLATFORM_REPO_ROOT", "."), remote=env.get("PLATFORM_DVC_REMOTE", "")
+        ),
+        "artifacts": ArtifactStore(root=env.get("PLATFORM_ARTIFACTS_URI", f"{data_dir}/models")),
+        "launcher": LocalLauncher(cwd=env.get("PLATFORM_REPO_ROOT", ".")),
     }

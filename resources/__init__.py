@@ -1,6 +1,17 @@
-"""Configurable resources: the only place that knows where data lives."""
+"""Configurable resources: the only place that knows where data lives and where work runs."""
 
+from resources.artifacts import ArtifactStore
+from resources.dvc import DvcResource
 from resources.lake import LakeResource
 from resources.landing import LandingResource
+from resources.launcher import LocalLauncher, TrainingLauncher, TrainingRequest
 
-__all__ = ["LakeResource", "LandingResource"]
+__all__ = [
+    "ArtifactStore",
+    "DvcResource",
+    "LakeResource",
+    "LandingResource",
+    "LocalLauncher",
+    "TrainingLauncher",
+    "TrainingRequest",
+]

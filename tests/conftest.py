@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
-from assets import features, ingestion
+from assets import features, ingestion, training
+from ml.dvc_repo import DvcRepo
 from ml.lake import DeltaStore
 from ml.landing_zone import LandingZone
 from ml.replay import replay
-from resources import LakeResource, LandingResource
+from resources import ArtifactStore, DvcResource, LakeResource, LandingResource, LocalLauncher
 
 REPLAY_FIRST, REPLAY_LAST = dt.date(2013, 1, 1), dt.date(2013, 2, 15)
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
-ASSETS = dg.load_assets_from_modules([ingestion, features])
+PROJECT = Path(__file__).resolve().parents[1]
+ASSETS = dg.load_assets_from_modules([ingestion, features, training])
 REFERENCE_KEYS = ["bronze/planes", "bronze/airports", "bronze/airlines"]
 
 
@@ -100,3 +104,59 @@ def platform(tmp_path: Path, replayed_landing: Path) -> Platform:
 def day(n: int) -> dt.date:
     """Day n of 2013 counted from 1 (day(1) is 2013-01-01)."""
     return dt.date(2013, 1, 1) + dt.timedelta(days=n - 1)
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+def make_dvc_repo(root: Path, params_override: dict | None = None) -> Path:
+    """A git + DVC repository holding the project's pipeline files and a local remote."""
+    repo = root / "repo"
+    repo.mkdir()
+    shutil.copy(PROJECT / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copytree(PROJECT / "ml", repo / "ml", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    for section, values in (params_override or {}).items():
+        params.setdefault(section, {}).update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "pipeline")
+    dvc = DvcRepo(repo)
+    dvc.run("init", "-q")
+    (root / "dvc-remote").mkdir()
+    dvc.run("remote", "add", "-d", "local", str(root / "dvc-remote"))
+    return repo
+
+
+SMALL_SPLITS = {"training_set": {"validation_days": 3, "test_days": 3, "cutoff": ""}}
+
+
+@dataclass
+class TrainingPlatform(Platform):
+    """A platform whose DVC repository is a temporary git repository."""
+
+    repo: Path = Path()
+
+    @property
+    def resources(self) -> dict[str, object]:
+        return {
+            **super().resources,
+            "dvc": DvcResource(repo_root=str(self.repo)),
+            "artifacts": ArtifactStore(root=str(self.root / "models")),
+            "launcher": LocalLauncher(cwd=str(PROJECT)),
+        }
+
+
+@pytest.fixture
+def training_platform(tmp_path: Path, replayed_landing: Path) -> TrainingPlatform:
+    shutil.copytree(replayed_landing, tmp_path / "landing")
+    p = TrainingPlatform(tmp_path, repo=make_dvc_repo(tmp_path, SMALL_SPLITS))
+    p.reference()
+    return p
