@@ -79,9 +79,7 @@ class DvcRepo:
     def check_remote(self) -> str:
         """The remote's URL, after checking that a local remote's folder exists."""
         name = self.remote_name()
-        url = self.run("remote", "list").split()
-        urls = dict(zip(url[::2], url[1::2], strict=False))
-        location = urls.get(name, "")
+        location = self.run("config", f"remote.{name}.url").strip()
         if location and "://" not in location:
             folder = Path(location) if Path(location).is_absolute() else self.root / ".dvc" / location
             if not folder.is_dir():

@@ -30,6 +30,10 @@ TABLE_CONFIGURATION = {
 COMMIT_ATTEMPTS = 8
 
 
+class LineageError(RuntimeError):
+    """Maintenance would make data that a registered model was trained from unrecoverable."""
+
+
 class PartitionWriteRefusedError(ValueError):
     """A write whose predicate would not match the rows it carries; nothing was written."""
 
@@ -198,14 +202,68 @@ class DeltaStore:
                     return version
             version += 1
 
+    def files_at(self, table: str, version: int) -> set[str]:
+        """Names of the data files a version reads."""
+        return {uri.rsplit("/", 1)[-1] for uri in self.table(table, version).file_uris()}
+
+    def unrecoverable_versions(self, table: str, versions: Sequence[int]) -> dict[int, str]:
+        """Versions that can no longer be read whole: their log entry or a data file is gone."""
+        broken: dict[int, str] = {}
+        for version in sorted(set(versions)):
+            try:
+                uris = self.table(table, version).file_uris()
+            except Exception as exc:  # deltalake raises several types for a missing log entry
+                broken[version] = f"log entry unreadable: {exc}"
+                continue
+            fs, _ = filesystem(self.uri(table), self._options)
+            missing = [
+                u
+                for u in uris
+                if fs.get_file_info(filesystem(u, self._options)[1]).type != pafs.FileType.File
+            ]
+            if missing:
+                broken[version] = f"{len(missing)} data file(s) missing, e.g. {missing[0].rsplit('/', 1)[-1]}"
+        return broken
+
+    def endangered_versions(
+        self, table: str, retention_hours: int, keep_versions: Sequence[int]
+    ) -> dict[int, list[str]]:
+        """Versions in `keep_versions` that a vacuum with this retention would break, with the files."""
+        planned = {
+            path.rsplit("/", 1)[-1]
+            for path in self.table(table).vacuum(
+                retention_hours=retention_hours,
+                dry_run=True,
+                enforce_retention_duration=False,
+                keep_versions=sorted(set(keep_versions)) or None,
+            )
+        }
+        broken = {v: sorted(self.files_at(table, v) & planned) for v in sorted(set(keep_versions))}
+        return {v: files for v, files in broken.items() if files}
+
     def maintain(
         self, table: str, retention_hours: int, keep_versions: Sequence[int] = ()
     ) -> dict[str, object]:
-        """Compact small files, vacuum what is older than the retention, checkpoint the log."""
+        """Compact small files, vacuum what is older than the retention, checkpoint the log.
+
+        Files and log entries of `keep_versions` are kept (registered models read them);
+        if the vacuum would still delete one, nothing is deleted and LineageError is raised.
+        """
+        gone = self.unrecoverable_versions(table, keep_versions)
+        if gone:
+            raise LineageError(
+                f"{table}: registered version(s) already unrecoverable, maintenance stopped: {gone}"
+            )
         delta = self.table(table)
         compaction = delta.optimize.compact(
             commit_properties=CommitProperties(custom_metadata={"platform_operation": "maintenance"})
         )
+        broken = self.endangered_versions(table, retention_hours, keep_versions)
+        if broken:
+            raise LineageError(
+                f"vacuum of {table} would delete files of version(s) {sorted(broken)} that registered models "
+                f"need ({sum(map(len, broken.values()))} file(s)); nothing was deleted"
+            )
         delta = self.table(table)
         removed = delta.vacuum(
             retention_hours=retention_hours,
@@ -214,11 +272,14 @@ class DeltaStore:
             keep_versions=sorted(set(keep_versions)) or None,
         )
         delta.create_checkpoint()
-        delta.cleanup_metadata()
+        if not keep_versions:
+            delta.cleanup_metadata()
         return {
             "files_added": int(compaction.get("numFilesAdded", 0)),
             "files_removed": int(compaction.get("numFilesRemoved", 0)),
             "files_vacuumed": len(removed),
+            "kept_versions": sorted(set(keep_versions)),
+            "log_cleaned": not keep_versions,
             "version": int(self.table(table).version()),
         }
 

@@ -183,6 +183,14 @@ class ModelRegistry:
             )
         return self.promote(to_version, reason)
 
+    def needed_versions(self) -> dict[str, set[int]]:
+        """Per lake table, the Delta versions that registered models were built from."""
+        needed: dict[str, set[int]] = {}
+        for model in self.versions():
+            for table, version in model.lake_versions.items():
+                needed.setdefault(table, set()).add(int(version))
+        return needed
+
     def events(self) -> pl.DataFrame:
         if not self.store.exists(EVENTS):
             return pl.DataFrame(schema=EVENTS_SCHEMA)

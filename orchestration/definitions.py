@@ -6,7 +6,7 @@ import os
 
 import dagster as dg
 
-from assets import features, ingestion, training
+from assets import features, ingestion, lineage, training
 from orchestration.jobs import daily_ingestion_job, reference_job
 from orchestration.maintenance import maintenance, maintenance_schedule
 from orchestration.profiles import build_resources
@@ -15,6 +15,7 @@ from orchestration.profiles import build_resources
 def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([ingestion, features, training]),
+        asset_checks=[lineage.registered_versions_recoverable],
         jobs=[reference_job, daily_ingestion_job, maintenance],
         schedules=[maintenance_schedule],
         resources=build_resources(os.environ),

@@ -3,10 +3,13 @@
 import dagster as dg
 from pydantic import Field
 
+from ml.registry import ModelRegistry
 from ml.reporting import text_table
 from resources import LakeResource
 
 LAKE_TABLES = (
+    "registry/models",
+    "registry/events",
     "bronze/airports",
     "bronze/airlines",
     "bronze/planes",
@@ -29,12 +32,16 @@ class MaintenanceConfig(dg.Config):
 @dg.op(description="OPTIMIZE (compact) and VACUUM every lake table that exists.")
 def compact_and_vacuum(context: dg.OpExecutionContext, config: MaintenanceConfig, lake: LakeResource) -> None:
     store = lake.store()
+    needed = ModelRegistry(store).needed_versions()
     rows = []
     for table in LAKE_TABLES:
         if not store.exists(table):
             context.log.info(f"{table}: no table yet, skipped")
             continue
-        stats = store.maintain(table, config.retention_hours)
+        keep = sorted(needed.get(table, set()))
+        if keep:
+            context.log.info(f"{table}: keeping versions {keep}, which registered models were trained from")
+        stats = store.maintain(table, config.retention_hours, keep)
         context.log.info(f"{table}: {stats}")
         rows.append({"table": table, **stats})
     context.log.info(

@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from assets import features, ingestion, training
+from assets import features, ingestion, lineage, training
 from ml.dvc_repo import DvcRepo
 from ml.lake import DeltaStore
 from ml.landing_zone import LandingZone
@@ -23,7 +23,10 @@ from resources import ArtifactStore, DvcResource, LakeResource, LandingResource,
 REPLAY_FIRST, REPLAY_LAST = dt.date(2013, 1, 1), dt.date(2013, 2, 15)
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 PROJECT = Path(__file__).resolve().parents[1]
-ASSETS = dg.load_assets_from_modules([ingestion, features, training])
+ASSETS = [
+    *dg.load_assets_from_modules([ingestion, features, training]),
+    lineage.registered_versions_recoverable,
+]
 REFERENCE_KEYS = ["bronze/planes", "bronze/airports", "bronze/airlines"]
 
 
@@ -54,6 +57,9 @@ class Platform:
         return {
             "lake": LakeResource(root=str(self.root / "lake")),
             "landing": LandingResource(root=str(self.landing_dir), quarantine_root=str(self.quarantine_dir)),
+            "dvc": DvcResource(repo_root=str(self.root / "repo")),
+            "artifacts": ArtifactStore(root=str(self.root / "models")),
+            "launcher": LocalLauncher(cwd=str(PROJECT)),
         }
 
     @property
@@ -138,25 +144,18 @@ def make_dvc_repo(root: Path, params_override: dict | None = None) -> Path:
 SMALL_SPLITS = {"training_set": {"validation_days": 3, "test_days": 3, "cutoff": ""}}
 
 
-@dataclass
 class TrainingPlatform(Platform):
-    """A platform whose DVC repository is a temporary git repository."""
-
-    repo: Path = Path()
+    """A platform whose DVC repository (`root/repo`) is a temporary git repository."""
 
     @property
-    def resources(self) -> dict[str, object]:
-        return {
-            **super().resources,
-            "dvc": DvcResource(repo_root=str(self.repo)),
-            "artifacts": ArtifactStore(root=str(self.root / "models")),
-            "launcher": LocalLauncher(cwd=str(PROJECT)),
-        }
+    def repo(self) -> Path:
+        return self.root / "repo"
 
 
 @pytest.fixture
 def training_platform(tmp_path: Path, replayed_landing: Path) -> TrainingPlatform:
     shutil.copytree(replayed_landing, tmp_path / "landing")
-    p = TrainingPlatform(tmp_path, repo=make_dvc_repo(tmp_path, SMALL_SPLITS))
+    make_dvc_repo(tmp_path, SMALL_SPLITS)
+    p = TrainingPlatform(tmp_path)
     p.reference()
     return p

@@ -18,7 +18,7 @@ from ml.landing_parse import count_data_rows
 from ml.landing_zone import LandingZone
 from ml.replay import replay
 from orchestration.partitions import FIRST_DAY, LAST_DAY, daily_partitions
-from resources import LakeResource, LandingResource
+from resources import LandingResource
 from tests.conftest import ASSETS, Platform, day
 
 FLIGHTS = "bronze/flights"
@@ -229,7 +229,7 @@ def test_a_landing_folder_that_does_not_exist_fails_the_run_and_names_it(
         selection=[FLIGHTS],
         partition_key=day(1).isoformat(),
         resources={
-            "lake": LakeResource(root=str(platform.root / "lake")),
+            **platform.resources,
             "landing": LandingResource(
                 root=str(missing), quarantine_root=str(tmp_path / "no-such-quarantine")
             ),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import polars as pl
 
+from ml.registry import ModelRegistry
 from orchestration.maintenance import maintenance
-from tests.conftest import Platform, day
+from tests.conftest import ASSETS, Platform, day
 
 
 def test_maintenance_job_compacts_vacuums_and_keeps_rows(platform: Platform) -> None:
@@ -28,3 +30,90 @@ def test_maintenance_job_compacts_vacuums_and_keeps_rows(platform: Platform) -> 
     history = store.history("bronze/flights", 5)
     assert {h["operation"] for h in history} >= {"OPTIMIZE", "VACUUM END"}
     assert pl.read_delta(store.uri("bronze/airports")).height > 0
+
+
+def _register_on_features(platform: Platform) -> int:
+    store = platform.store
+    version = int(store.version("features/flight_features"))  # type: ignore[arg-type]
+    (platform.root / "models" / "m").mkdir(parents=True)
+    ModelRegistry(store).register(
+        artifact_uri=str(platform.root / "models" / "m"),
+        onnx_uri=str(platform.root / "models" / "m" / "model.onnx"),
+        model_md5="m",
+        training_set_md5="t",
+        feature_table_uri=store.uri("features/flight_features"),
+        feature_table_version=version,
+        lake_versions={"features/flight_features": version},
+        git_commit="abc",
+        params={},
+        metrics={},
+    )
+    return version
+
+
+def test_vacuum_keeps_every_version_a_registered_model_read(platform: Platform) -> None:
+    platform.bronze(day(1), day(6))
+    for n in range(1, 4):
+        platform.features(day(n))
+    version = _register_on_features(platform)
+    trained_on = platform.store.read("features/flight_features", version).sort(
+        "flight_date", "carrier", "flight"
+    )
+    platform.features(day(1), day(6))  # rewrites every file of that version
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = maintenance.execute_in_process(
+        run_config={"ops": {"compact_and_vacuum": {"config": {"retention_hours": 0}}}},
+        resources=platform.resources,
+        instance=instance,
+    )
+    assert result.success
+    messages = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert any(f"keeping versions [{version}]" in m for m in messages)
+    again = platform.store.read("features/flight_features", version).sort("flight_date", "carrier", "flight")
+    assert again.equals(trained_on)
+    assert len(platform.store.table("features/flight_features").file_uris()) == 1
+    check = dg.materialize(
+        ASSETS,
+        selection=["features/flight_features"],
+        resources=platform.resources,
+        partition_key=str(day(2)),
+    ).get_asset_check_evaluations()
+    assert {c.check_name: c.passed for c in check}["registered_versions_recoverable"]
+
+
+def test_a_broken_registered_version_fails_the_check_and_stops_maintenance(platform: Platform) -> None:
+    platform.bronze(day(1), day(3))
+    platform.features(day(1), day(3))
+    version = _register_on_features(platform)
+    platform.features(day(1), day(3))
+    # Someone vacuums by hand, without the registry's keep list.
+    platform.store.table("features/flight_features").vacuum(
+        retention_hours=0, dry_run=False, enforce_retention_duration=False
+    )
+    assert version in platform.store.unrecoverable_versions("features/flight_features", [version])
+
+    result = dg.materialize(
+        ASSETS,
+        selection=["features/flight_features"],
+        resources=platform.resources,
+        partition_key=str(day(2)),
+        raise_on_error=False,
+    )
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks["registered_versions_recoverable"].passed
+    files_before = sorted(
+        p.name for p in (platform.root / "lake" / "features" / "flight_features").glob("*.parquet")
+    )
+    run = maintenance.execute_in_process(
+        run_config={"ops": {"compact_and_vacuum": {"config": {"retention_hours": 0}}}},
+        resources=platform.resources,
+        raise_on_error=False,
+    )
+    assert not run.success
+    failure = next(e for e in run.all_events if e.is_step_failure)
+    assert "already unrecoverable" in str(failure.step_failure_data.error)
+    files_after = sorted(
+        p.name for p in (platform.root / "lake" / "features" / "flight_features").glob("*.parquet")
+    )
+    assert files_after == files_before
