@@ -114,14 +114,14 @@ def write_snapshot(
 
 
 def snapshot_from_lake(
-    store: DeltaStore, folder: Path, cutoff: dt.date | None, sizes: SplitSizes
+    store: DeltaStore, folder: Path, cutoff: dt.date | None, sizes: SplitSizes, version: int | None = None
 ) -> dict[str, object]:
-    """Snapshot the feature table as of its current Delta version (recorded in the manifest)."""
+    """Snapshot the feature table as of a Delta version (default: current; recorded in the manifest)."""
     if not store.exists(FEATURES_TABLE):
         raise TrainingSetError(
             f"feature table {store.uri(FEATURES_TABLE)} does not exist: materialize features/flight_features first"
         )
-    version = int(store.table(FEATURES_TABLE).version())
+    version = int(store.table(FEATURES_TABLE).version()) if version is None else version
     features = store.read(FEATURES_TABLE, version)
     if features.is_empty():
         raise TrainingSetError(f"feature table {store.uri(FEATURES_TABLE)} version {version} has no rows")
@@ -152,3 +152,11 @@ def folder_md5(folder: Path) -> str:
         digest.update(path.name.encode())
         digest.update(hashlib.md5(path.read_bytes()).digest())
     return digest.hexdigest()
+
+
+def sizes_of(manifest: dict) -> SplitSizes:
+    """The split sizes a snapshot was made with, read back from its manifest."""
+    cutoff = dt.date.fromisoformat(manifest["cutoff"])
+    test_first = dt.date.fromisoformat(manifest["splits"]["test"]["first"])
+    validation_first = dt.date.fromisoformat(manifest["splits"]["validation"]["first"])
+    return SplitSizes((test_first - validation_first).days, (cutoff - test_first).days + 1)

@@ -1,4 +1,9 @@
-"""`make demo`: replay January 2013, ingest and build features in one range run, summarize."""
+"""`make demo`: the whole chain on the embedded default, from landing files to a champion.
+
+Replays 2013, ingests and builds features for every day in one range run, snapshots the
+training set, trains, evaluates and promotes, then prints per-month table sizes and the
+leaderboard.
+"""
 
 from __future__ import annotations
 
@@ -10,78 +15,90 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from ml.lake import DeltaStore
+from ml.leaderboard import leaderboard, leaderboard_text
+from ml.registry import ModelRegistry
 from ml.replay import replay
 from ml.reporting import text_table
 from orchestration.definitions import build_definitions
 from orchestration.profiles import build_resources
 
-FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 31)
+FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 12, 31)
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
-def run_range(defs: dg.Definitions, instance: dg.DagsterInstance, first: dt.date, last: dt.date) -> None:
-    tags = dict(zip(RANGE_TAGS, (first.isoformat(), last.isoformat()), strict=True))
-    result = defs.resolve_job_def("daily_ingestion").execute_in_process(instance=instance, tags=tags)
+def run(
+    defs: dg.Definitions, instance: dg.DagsterInstance, job: str, tags: dict[str, str] | None = None
+) -> None:
+    print(f"\n== {job}", flush=True)
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, tags=tags or {}, run_config=QUIET, raise_on_error=False
+    )
     if not result.success:
-        raise SystemExit(f"run {result.run_id} failed")
+        raise SystemExit(f"run {result.run_id} of {job} failed: see `make dev`, Runs")
 
 
-def summary(lake_root: str) -> str:
-    resources = build_resources(os.environ)
-    store = resources["lake"].store()  # type: ignore[attr-defined]
-    per_day = []
-    for table, column in (
-        ("bronze/flights", "flight_date"),
-        ("bronze/flights_rejects", "day"),
-        ("bronze/weather", "obs_date"),
-        ("features/flight_features", "flight_date"),
+def table_sizes(store: DeltaStore) -> str:
+    months = pl.DataFrame({"month": pl.date_range(FIRST, LAST, "1mo", eager=True).dt.strftime("%Y-%m")})
+    for table, column, name in (
+        ("bronze/flights", "flight_date", "flights"),
+        ("bronze/flights_rejects", "day", "rejects"),
+        ("bronze/weather", "obs_date", "weather"),
+        ("features/flight_features", "flight_date", "features"),
     ):
-        counts = (
-            store.read_days(table, column, FIRST, LAST)
-            .group_by(column)
-            .len()
-            .rename({column: "day", "len": table})
-        )
-        per_day.append(counts)
-    days = pl.DataFrame({"day": pl.date_range(FIRST, LAST, eager=True)})
-    for counts in per_day:
-        days = days.join(counts, on="day", how="left")
-    days = days.fill_null(0)
-    rows = [
-        {
-            "day": r["day"],
-            "flights": r["bronze/flights"],
-            "rejects": r["bronze/flights_rejects"],
-            "weather": r["bronze/weather"],
-            "features": r["features/flight_features"],
-        }
-        for r in days.iter_rows(named=True)
-    ]
+        counts = store.read(table).group_by(pl.col(column).dt.strftime("%Y-%m").alias("month")).len(name=name)
+        months = months.join(counts, on="month", how="left")
+    rows = months.fill_null(0).to_dicts()
     versions = [
         {"table": t, "delta_version": store.version(t), "uri": store.uri(t)}
-        for t in ("bronze/flights", "bronze/weather", "features/flight_features")
+        for t in ("bronze/flights", "bronze/weather", "features/flight_features", "registry/models")
     ]
     return text_table(rows) + "\n\n" + text_table(versions)
 
 
+def model_board(registry: ModelRegistry) -> str:
+    evaluated = [m for m in registry.versions() if "test" in m.metrics]
+    if not evaluated:
+        return "(no evaluated model)"
+    latest = evaluated[-1]
+    rows = [(f"v{latest.version} ({latest.status})", "candidate", latest.metrics["test"])]
+    if latest.metrics.get("champion"):
+        rows.append(("previous champion", "champion", latest.metrics["champion"]))
+    rows += [(name, "baseline", m) for name, m in latest.metrics["baselines"].items()]
+    gate = latest.metrics["gate"]
+    return (
+        leaderboard_text(leaderboard(rows))
+        + f"\n\ngate: {'passed' if gate['passed'] else 'FAILED'}\n- {gate['beats_champion']}\n- {gate['beats_boosted_trees']}"
+    )
+
+
 def main() -> int:
-    data_dir = Path(os.environ.get("PLATFORM_DATA_DIR", ".data"))
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve())))
     home.mkdir(parents=True, exist_ok=True)
-    landing = Path(os.environ.get("PLATFORM_LANDING_URI", data_dir / "landing"))
+    resources = build_resources(os.environ)
+    landing = Path(resources["landing"].root)  # type: ignore[attr-defined]
     outcomes = replay(landing, FIRST, LAST)
     print(
         f"replayed {FIRST}..{LAST} into {landing}: {sum(o.status == 'written' for o in outcomes)} new file(s)"
     )
     defs = build_definitions()
     instance = dg.DagsterInstance.get()
-    if not defs.resolve_job_def("reference_data").execute_in_process(instance=instance).success:
-        return 1
-    run_range(defs, instance, FIRST, LAST)
-    print(summary(str(data_dir / "lake")))
+    run(defs, instance, "reference_data")
+    run(
+        defs,
+        instance,
+        "daily_ingestion",
+        dict(zip(RANGE_TAGS, (FIRST.isoformat(), LAST.isoformat()), strict=True)),
+    )
+    run(defs, instance, "train_evaluate_promote")
+    store = resources["lake"].store()  # type: ignore[attr-defined]
+    print("\n" + table_sizes(store))
+    print("\nleaderboard (test split: November and December)\n" + model_board(ModelRegistry(store)))
     print(
         f"\nDagster instance: {home}\nOpen the UI with `make dev`, then http://127.0.0.1:3000 "
-        "(Assets > features/flight_features shows the partitions, Runs shows this run)."
+        "(Assets shows every table and model; Runs shows these runs).\n"
+        "Registry: python -m ml.registry_cli list"
     )
     return 0
 

@@ -18,3 +18,14 @@ daily_ingestion_job = dg.define_asset_job(
     partitions_def=daily_partitions,
     description="Bronze and features of one day or a range of days, in one run.",
 )
+
+training_job = dg.define_asset_job(
+    "train_evaluate_promote",
+    selection=dg.AssetSelection.keys(
+        "training/training_set",
+        "training/candidate_model",
+        "training/evaluation",
+        "deployment/champion_model",
+    ),
+    description="Snapshot the training set, train a candidate, evaluate it and promote it if the gate passes.",
+)

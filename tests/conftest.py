@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from assets import features, ingestion, lineage, training
+from assets import deployment, evaluation, features, ingestion, lineage, training
 from ml.dvc_repo import DvcRepo
 from ml.lake import DeltaStore
 from ml.landing_zone import LandingZone
@@ -24,7 +24,7 @@ REPLAY_FIRST, REPLAY_LAST = dt.date(2013, 1, 1), dt.date(2013, 2, 15)
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 PROJECT = Path(__file__).resolve().parents[1]
 ASSETS = [
-    *dg.load_assets_from_modules([ingestion, features, training]),
+    *dg.load_assets_from_modules([ingestion, features, training, evaluation, deployment]),
     lineage.registered_versions_recoverable,
 ]
 REFERENCE_KEYS = ["bronze/planes", "bronze/airports", "bronze/airlines"]
