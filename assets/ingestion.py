@@ -1,4 +1,10 @@
-"""Bronze: landing files become Delta tables, validated, with rejects kept and counted."""
+"""Bronze: landing files become Delta tables, validated, with rejects kept and counted.
+
+Each table has two companions written in the same run: `<table>_rejects` (rows that
+cannot be true, with the reason) and `<table>_landing_log` (per day: the file, its md5,
+rows delivered and rejected). Per-day detail lives in those tables rather than in the
+run's metadata, which Dagster copies into the event of every partition of a range run.
+"""
 
 import datetime as dt
 
@@ -81,6 +87,7 @@ def _write_daily(
     rejects = batch.rejects
     result = store.replace_days(table, batch.valid, day_column, days, meta)
     rejects_result = store.replace_days(f"{table}_rejects", rejects, "day", days, meta)
+    ledger_result = store.replace_days(f"{table}_landing_log", batch.ledger(), "day", days, meta)
     stored = store.read_days(table, day_column, days[0], days[-1], version=result.version).filter(
         pl.col(day_column).is_in(days)
     )
@@ -99,16 +106,8 @@ def _write_daily(
             rejects_table=rejects_result.uri,
             rejects_delta_version=rejects_result.version,
             reject_reasons=dg.MetadataValue.json(dict(reasons.iter_rows())),
-            per_day=dg.MetadataValue.json(
-                {
-                    d.day.isoformat(): {
-                        "landing_rows": d.landing_rows,
-                        "rejected": d.validated.rejects.height,
-                        "md5": d.md5,
-                    }
-                    for d in batch.days
-                }
-            ),
+            landing_log_table=ledger_result.uri,
+            landing_log_delta_version=ledger_result.version,
             empty_days=[d.day.isoformat() for d in batch.days if d.landing_rows == 0],
         ),
         check_results=[
@@ -157,7 +156,7 @@ def flights(context: dg.AssetExecutionContext, lake: LakeResource, landing: Land
         landing.zone(),
         FLIGHTS_LANDING,
         days,
-        lambda frame, day, source: validate_flights(frame, day, source, known_airports, known_carriers),
+        lambda frame: validate_flights(frame, known_airports, known_carriers),
     )
     return _write_daily(
         context,
@@ -189,7 +188,7 @@ def weather(context: dg.AssetExecutionContext, lake: LakeResource, landing: Land
         landing.zone(),
         WEATHER_LANDING,
         days,
-        lambda frame, day, source: validate_weather(frame, day, source, known_airports),
+        lambda frame: validate_weather(frame, known_airports),
     )
     return _write_daily(
         context,

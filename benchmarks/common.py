@@ -259,7 +259,7 @@ def bronze_flights_frame(landing: Path, days: Sequence[dt.date]) -> pl.DataFrame
         zone,
         FLIGHTS_LANDING,
         list(days),
-        lambda frame, day, source: validate_flights(frame, day, source, airports, carriers),
+        lambda frame: validate_flights(frame, airports, carriers),
     )
     return batch.valid
 

@@ -117,31 +117,50 @@ def holiday_table(first: dt.date, last: dt.date) -> pl.DataFrame:
 
 
 def _trailing(history: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
-    """Delay rates and volumes per key over the W days strictly before each target day."""
+    """Delay rates and volumes per key over the W days strictly before each target day.
+
+    Window sums are differences of per-key running totals looked up as of the day
+    before the window and the day before the target, so the cost grows with the days
+    read, not with days times history.
+    """
     known = history.filter(pl.col("arr_delay").is_not_null())
     result = targets
     for name, key in TRAILING_KEYS.items():
-        daily = known.group_by([*key, "flight_date"]).agg(
-            pl.len().alias("n"), (pl.col("arr_delay") >= DELAY_MINUTES).sum().alias("d")
-        )
-        daily = daily.rename({"flight_date": "hist_date"})
-        pairs = targets.select([*key, "flight_date"]).unique()
-        joined = pairs.join(daily, on=list(key), how="inner")
-        aggs = []
-        for w in WINDOWS:
-            inside = (pl.col("hist_date") < pl.col("flight_date")) & (
-                pl.col("hist_date") >= pl.col("flight_date") - pl.duration(days=w)
+        totals = (
+            known.group_by([*key, "flight_date"])
+            .agg(pl.len().alias("n"), (pl.col("arr_delay") >= DELAY_MINUTES).sum().alias("d"))
+            .sort([*key, "flight_date"])
+            .select(
+                *key,
+                pl.col("flight_date").alias("as_of"),
+                pl.col("n").cum_sum().over(list(key)).alias("n"),
+                pl.col("d").cum_sum().over(list(key)).alias("d"),
             )
-            n = pl.col("n").filter(inside).sum()
-            d = pl.col("d").filter(inside).sum()
-            aggs += [
+        )
+        stats = targets.select([*key, "flight_date"]).unique()
+        for offset in sorted({1, *(w + 1 for w in WINDOWS)}):
+            looked_up = stats.with_columns(
+                (pl.col("flight_date") - pl.duration(days=offset)).alias("as_of")
+            ).sort("as_of")
+            looked_up = looked_up.join_asof(
+                totals.sort("as_of"), on="as_of", by=list(key), strategy="backward", check_sortedness=False
+            )
+            stats = (
+                looked_up.drop("as_of")
+                .rename({"n": f"n{offset}", "d": f"d{offset}"})
+                .with_columns(pl.col(f"n{offset}").fill_null(0), pl.col(f"d{offset}").fill_null(0))
+            )
+        columns = []
+        for w in WINDOWS:
+            n = pl.col("n1") - pl.col(f"n{w + 1}")
+            d = pl.col("d1") - pl.col(f"d{w + 1}")
+            columns += [
                 n.cast(pl.Int32).alias(f"{name}_flights_{w}d"),
                 pl.when(n > 0).then(d / n).otherwise(None).cast(pl.Float64).alias(f"{name}_delay_rate_{w}d"),
             ]
-        stats = joined.group_by([*key, "flight_date"]).agg(aggs)
+        stats = stats.select(*key, "flight_date", *columns)
         result = result.join(stats, on=[*key, "flight_date"], how="left")
-    counts = [c for c in result.columns if c.endswith("d") and "_flights_" in c]
-    return result.with_columns([pl.col(c).fill_null(0) for c in counts])
+    return result
 
 
 def build_features(

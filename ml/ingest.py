@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ml.landing_parse import LandingFileError, count_data_rows, parse_landing_csv
+from ml.landing_parse import SOURCE_COLUMN, LandingFileError, parse_landing_csv, parse_landing_files
 from ml.landing_zone import LandingFileMissingError, LandingZone
-from ml.schemas import REJECTS_SCHEMA, LandingContract
-from ml.validation import Validated
+from ml.schemas import LandingContract
+from ml.validation import DAY_COLUMN, Validated
 
-Validator = Callable[[pl.DataFrame, dt.date, str], Validated]
+Validator = Callable[[pl.DataFrame], Validated]
 
 
 class IngestionError(RuntimeError):
@@ -27,59 +27,74 @@ class IngestionError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class DayBatch:
+class LandedDay:
+    """What one day's landing file delivered."""
+
     day: dt.date
     source: str
     md5: str
     landing_rows: int
-    validated: Validated
+    rejected: int
 
 
 @dataclass(frozen=True)
 class Batch:
-    days: list[DayBatch]
-
-    @property
-    def valid(self) -> pl.DataFrame:
-        return pl.concat([d.validated.valid for d in self.days])
-
-    @property
-    def rejects(self) -> pl.DataFrame:
-        frames = [d.validated.rejects for d in self.days]
-        return pl.concat(frames) if frames else pl.DataFrame(schema=REJECTS_SCHEMA)
+    days: list[LandedDay]
+    valid: pl.DataFrame
+    rejects: pl.DataFrame
 
     @property
     def landing_rows(self) -> int:
         return sum(d.landing_rows for d in self.days)
+
+    def ledger(self) -> pl.DataFrame:
+        """One row per day: the file, its md5, rows delivered and rows rejected."""
+        return pl.DataFrame(
+            [(d.day, d.source, d.md5, d.landing_rows, d.rejected) for d in self.days],
+            schema={
+                "day": pl.Date(),
+                "source_file": pl.String(),
+                "md5": pl.String(),
+                "landing_rows": pl.Int64(),
+                "rejected": pl.Int64(),
+            },
+            orient="row",
+        )
 
 
 def ingest_days(
     zone: LandingZone, contract: LandingContract, days: Sequence[dt.date], validate: Validator
 ) -> Batch:
     zone.ensure_exists()
-    batches: list[DayBatch] = []
     problems: list[str] = []
+    files: dict[str, tuple[dt.date, bytes]] = {}
     for day in sorted(days):
         uri = zone.day_uri(contract.dataset, day)
         try:
-            data = zone.read(uri)
+            files[uri] = (day, zone.read(uri))
         except LandingFileMissingError as exc:
             problems.append(str(exc))
-            continue
-        try:
-            typed = parse_landing_csv(data, contract, uri)
-            validated = validate(typed, day, uri)
-        except LandingFileError as exc:
-            moved = zone.quarantine(uri, exc.cause)
-            problems.append(f"{exc} (quarantined to {moved.destination})")
-            continue
-        batches.append(DayBatch(day, uri, hashlib.md5(data).hexdigest(), count_data_rows(data), validated))
+    parsed = parse_landing_files([(uri, data) for uri, (_, data) in files.items()], contract)
+    for uri, error in parsed.errors.items():
+        moved = zone.quarantine(uri, error.cause)
+        problems.append(f"{error} (quarantined to {moved.destination})")
     if problems:
         raise IngestionError(
             f"{len(problems)} of {len(days)} {contract.dataset} landing file(s) could not be "
-            "ingested; nothing was written:\n" + "\n".join(f"- {p}" for p in problems)
+            "ingested; nothing was written:\n" + "\n".join(f"- {p}" for p in sorted(problems))
         )
-    return Batch(batches)
+    day_of = pl.DataFrame(
+        {SOURCE_COLUMN: list(files), DAY_COLUMN: [day for day, _ in files.values()]},
+        schema={SOURCE_COLUMN: pl.String(), DAY_COLUMN: pl.Date()},
+    )
+    validated = validate(parsed.frame.join(day_of, on=SOURCE_COLUMN, how="left"))
+    delivered = dict(parsed.frame.group_by(SOURCE_COLUMN).len().iter_rows())
+    rejected = dict(validated.rejects.group_by("source_file").len().iter_rows())
+    landed = [
+        LandedDay(day, uri, hashlib.md5(data).hexdigest(), delivered.get(uri, 0), rejected.get(uri, 0))
+        for uri, (day, data) in files.items()
+    ]
+    return Batch(landed, validated.valid, validated.rejects)
 
 
 def read_reference(zone: LandingZone, contract: LandingContract) -> pl.DataFrame:

@@ -1,4 +1,8 @@
-"""Row-level validation: rows that parse but cannot be true go to rejects with a reason."""
+"""Row-level validation: rows that parse but cannot be true go to rejects with a reason.
+
+Frames carry the file each row came from and the day that file delivers (`with_file_day`),
+so the rows of many files are validated in one pass.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ml.landing_parse import LINE_COLUMN
+from ml.landing_parse import LINE_COLUMN, SOURCE_COLUMN
 from ml.schemas import (
     BRONZE_FLIGHTS_SCHEMA,
     BRONZE_WEATHER_SCHEMA,
@@ -23,12 +27,18 @@ from ml.schemas import (
 )
 
 REASON = "__reason"
+DAY_COLUMN = "__day"
 
 
 @dataclass(frozen=True)
 class Validated:
     valid: pl.DataFrame
     rejects: pl.DataFrame
+
+
+def with_file_day(typed: pl.DataFrame, day: dt.date, source: str) -> pl.DataFrame:
+    """Tag the rows of one parsed file with its day and source."""
+    return typed.with_columns(pl.lit(source).alias(SOURCE_COLUMN), pl.lit(day).alias(DAY_COLUMN))
 
 
 def _hhmm_invalid(col: str, allow_2400: bool) -> pl.Expr:
@@ -57,12 +67,17 @@ def _local_mismatch() -> pl.Expr:
     )
 
 
-def _common_rules(contract: LandingContract, day: dt.date) -> list[tuple[pl.Expr, str]]:
-    rules = [(pl.col(c).is_null(), f"missing {c}") for c in contract.required]
+def _common_rules(contract: LandingContract) -> list[tuple[pl.Expr, pl.Expr | str]]:
+    day = pl.col(DAY_COLUMN)
+    rules: list[tuple[pl.Expr, pl.Expr | str]] = [
+        (pl.col(c).is_null(), f"missing {c}") for c in contract.required
+    ]
     rules.append(
         (
-            (pl.col("year") != day.year) | (pl.col("month") != day.month) | (pl.col("day") != day.day),
-            f"date differs from file day {day.isoformat()}",
+            (pl.col("year") != day.dt.year())
+            | (pl.col("month") != day.dt.month())
+            | (pl.col("day") != day.dt.day()),
+            pl.concat_str(pl.lit("date differs from file day "), day.dt.to_string("%Y-%m-%d")),
         )
     )
     rules.append(
@@ -76,13 +91,14 @@ def _common_rules(contract: LandingContract, day: dt.date) -> list[tuple[pl.Expr
 
 
 def _apply(
-    frame: pl.DataFrame,
-    rules: list[tuple[pl.Expr, str]],
-    key: tuple[str, ...],
-    day: dt.date,
-    source: str,
+    frame: pl.DataFrame, rules: list[tuple[pl.Expr, pl.Expr | str]], key: tuple[str, ...]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    reasons = pl.concat_list([pl.when(cond.fill_null(False)).then(pl.lit(text)) for cond, text in rules])
+    reasons = pl.concat_list(
+        [
+            pl.when(cond.fill_null(False)).then(pl.lit(text) if isinstance(text, str) else text)
+            for cond, text in rules
+        ]
+    )
     flagged = frame.with_columns(reasons.list.drop_nulls().list.join("; ").alias(REASON))
     dup = pl.struct(list(key)).is_first_distinct().not_() & (pl.col(REASON) == "")
     flagged = flagged.with_columns(
@@ -92,8 +108,8 @@ def _apply(
     good = flagged.filter(pl.col(REASON) == "")
     payload = [c for c in frame.columns if not c.startswith("__")]
     rejects = bad.select(
-        pl.lit(day).alias("day"),
-        pl.lit(source).alias("source_file"),
+        pl.col(DAY_COLUMN).alias("day"),
+        pl.col(SOURCE_COLUMN).alias("source_file"),
         pl.col(LINE_COLUMN).alias("line"),
         pl.col(REASON).alias("reason"),
         pl.struct(payload).struct.json_encode().alias("record"),
@@ -101,17 +117,11 @@ def _apply(
     return good, rejects
 
 
-def validate_flights(
-    typed: pl.DataFrame,
-    day: dt.date,
-    source: str,
-    airports: Collection[str],
-    carriers: Collection[str],
-) -> Validated:
+def validate_flights(typed: pl.DataFrame, airports: Collection[str], carriers: Collection[str]) -> Validated:
     frame = typed.with_columns(pl.col("time_hour").alias("__time_hour_raw")).with_columns(_time_hour_utc())
     airports_s = pl.Series(list(airports), dtype=pl.String)
     carriers_s = pl.Series(list(carriers), dtype=pl.String)
-    rules = _common_rules(FLIGHTS_LANDING, day)
+    rules = _common_rules(FLIGHTS_LANDING)
     rules += [
         (_hhmm_invalid("sched_dep_time", False), "impossible sched_dep_time"),
         (_hhmm_invalid("sched_arr_time", True), "impossible sched_arr_time"),
@@ -128,18 +138,18 @@ def validate_flights(
         (pl.col("dest").is_in(airports_s).not_(), "unknown destination airport"),
         (pl.col("carrier").is_in(carriers_s).not_(), "unknown carrier"),
     ]
-    frame = frame.with_columns(pl.lit(day).alias("flight_date"))
-    good, rejects = _apply(frame, rules, FLIGHT_KEY, day, source)
+    frame = frame.with_columns(pl.col(DAY_COLUMN).alias("flight_date"))
+    good, rejects = _apply(frame, rules, FLIGHT_KEY)
     valid = good.with_columns(
         (pl.col("time_hour") + pl.duration(minutes=pl.col("minute"))).alias("sched_dep_utc")
     ).select([pl.col(c).cast(t) for c, t in BRONZE_FLIGHTS_SCHEMA.items()])
     return Validated(valid=valid, rejects=rejects)
 
 
-def validate_weather(typed: pl.DataFrame, day: dt.date, source: str, airports: Collection[str]) -> Validated:
+def validate_weather(typed: pl.DataFrame, airports: Collection[str]) -> Validated:
     frame = typed.with_columns(pl.col("time_hour").alias("__time_hour_raw")).with_columns(_time_hour_utc())
     airports_s = pl.Series(list(airports), dtype=pl.String)
-    rules = _common_rules(WEATHER_LANDING, day)
+    rules = _common_rules(WEATHER_LANDING)
     rules += [
         ((pl.col("hour") < 0) | (pl.col("hour") > 23), "impossible hour"),
         (pl.col("origin").is_in(airports_s).not_(), "unknown origin airport"),
@@ -147,7 +157,7 @@ def validate_weather(typed: pl.DataFrame, day: dt.date, source: str, airports: C
         ((pl.col("wind_dir") < 0) | (pl.col("wind_dir") > 360), "wind_dir outside 0..360"),
         (pl.col("visib") < 0, "negative visibility"),
     ]
-    frame = frame.with_columns(pl.lit(day).alias("obs_date"))
-    good, rejects = _apply(frame, rules, WEATHER_KEY, day, source)
+    frame = frame.with_columns(pl.col(DAY_COLUMN).alias("obs_date"))
+    good, rejects = _apply(frame, rules, WEATHER_KEY)
     valid = good.select([pl.col(c).cast(t) for c, t in BRONZE_WEATHER_SCHEMA.items()])
     return Validated(valid=valid, rejects=rejects)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import shutil
 from pathlib import Path
 
 import polars as pl
 
+from ml.landing_parse import count_data_rows
 from ml.replay import replay
 from ml.schemas import BRONZE_FLIGHTS_SCHEMA, BRONZE_WEATHER_SCHEMA
 from tests.conftest import Platform, day
@@ -103,3 +105,21 @@ def test_features_read_a_bounded_trailing_window(platform: Platform, tmp_path: P
     )
     platform.features(day(40))
     assert platform.store.read("features/flight_features").equals(frame)
+
+
+def test_the_landing_log_holds_each_days_file_md5_and_counts_once(platform: Platform) -> None:
+    assert platform.bronze(day(1), day(3)).success
+    assert platform.bronze(day(2)).success
+
+    log = platform.store.read("bronze/flights_landing_log").sort("day")
+    assert log["day"].to_list() == [day(1), day(2), day(3)]
+    rejects = dict(platform.store.read("bronze/flights_rejects").group_by("day").len().iter_rows())
+    for row in log.iter_rows(named=True):
+        data = Path(row["source_file"]).read_bytes()
+        assert row["md5"] == hashlib.md5(data).hexdigest()
+        assert row["landing_rows"] == count_data_rows(data) > 0
+        assert row["rejected"] == rejects.get(row["day"], 0)
+    flights = platform.store.read("bronze/flights").group_by("flight_date").len()
+    assert dict(flights.iter_rows()) == {
+        r["day"]: r["landing_rows"] - r["rejected"] for r in log.iter_rows(named=True)
+    }

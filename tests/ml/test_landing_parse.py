@@ -8,7 +8,14 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from ml.landing_parse import LINE_COLUMN, LandingFileError, count_data_rows, parse_landing_csv
+from ml.landing_parse import (
+    LINE_COLUMN,
+    SOURCE_COLUMN,
+    LandingFileError,
+    count_data_rows,
+    parse_landing_csv,
+    parse_landing_files,
+)
 from ml.schemas import FLIGHTS_LANDING, WEATHER_LANDING, LandingContract
 
 FLIGHTS_SOURCE = "landing/flights/2013-01-01.csv"
@@ -272,3 +279,44 @@ def test_count_data_rows_agrees_with_the_parser_when_a_quoted_value_holds_a_newl
     frame = parse_landing_csv(data, FLIGHTS_LANDING, FLIGHTS_SOURCE)
     assert frame.height == 2
     assert count_data_rows(data) == frame.height
+
+
+# --- many files in one parse ----------------------------------------------------------------------
+
+
+def test_a_batch_attributes_each_bad_file_and_keeps_the_good_ones_with_their_lines() -> None:
+    good = flights_bytes()
+    bad_type = flights_bytes([FLIGHTS_ROWS[0], with_field(FLIGHTS_ROWS[1], FLIGHTS_HEADER, "flight", "x1")])
+    ragged = flights_bytes([FLIGHTS_ROWS[0], FLIGHTS_ROWS[1] + ",extra"])
+    reordered = without_column(FLIGHTS_HEADER, FLIGHTS_ROWS, "air_time")
+    files = [
+        ("flights/2013-01-01.csv", good),
+        ("flights/2013-01-02.csv", bad_type),
+        ("flights/2013-01-03.csv", ragged),
+        ("flights/2013-01-04.csv", reordered),
+        ("flights/2013-01-05.csv", f"{FLIGHTS_HEADER}\n".encode()),
+    ]
+
+    parsed = parse_landing_files(files, FLIGHTS_LANDING)
+
+    assert sorted(parsed.errors) == ["flights/2013-01-02.csv", "flights/2013-01-03.csv"]
+    assert parsed.errors["flights/2013-01-02.csv"].cause == (
+        "column 'flight' line 3: 'x1' is not a valid Int32 (1 bad value(s) in the column)"
+    )
+    assert parsed.errors["flights/2013-01-03.csv"].cause == "line 3 has 20 fields, the header has 19"
+    rows = parsed.frame.group_by(SOURCE_COLUMN).agg(pl.col(LINE_COLUMN)).sort(SOURCE_COLUMN)
+    assert rows.rows() == [("flights/2013-01-01.csv", [2, 3, 4]), ("flights/2013-01-04.csv", [2, 3, 4])]
+    alone = parse_landing_csv(good, FLIGHTS_LANDING, "flights/2013-01-01.csv")
+    from_batch = parsed.frame.filter(pl.col(SOURCE_COLUMN) == "flights/2013-01-01.csv").drop(SOURCE_COLUMN)
+    assert from_batch.equals(alone)
+    missing_air_time = parsed.frame.filter(pl.col(SOURCE_COLUMN) == "flights/2013-01-04.csv")["air_time"]
+    assert missing_air_time.null_count() == 3
+
+
+def test_a_batch_with_quoted_values_is_parsed_like_its_files_one_by_one() -> None:
+    quoted = flights_bytes([with_field(FLIGHTS_ROWS[0], FLIGHTS_HEADER, "tailnum", '"N1,2"')])
+    files = [("a.csv", quoted), ("b.csv", flights_bytes())]
+    parsed = parse_landing_files(files, FLIGHTS_LANDING)
+    assert not parsed.errors
+    assert parsed.frame.filter(pl.col(SOURCE_COLUMN) == "a.csv")["tailnum"].to_list() == ["N1,2"]
+    assert parsed.frame.height == 1 + len(FLIGHTS_ROWS)

@@ -14,7 +14,7 @@ from ml.landing_parse import count_data_rows, parse_landing_csv
 from ml.replay import EXIT_CONFLICT, main, replay
 from ml.schemas import AIRLINES_LANDING, AIRPORTS_LANDING, FLIGHTS_LANDING, PLANES_LANDING, WEATHER_LANDING
 from ml.source_data import read_source
-from ml.validation import validate_flights, validate_weather
+from ml.validation import validate_flights, validate_weather, with_file_day
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 3)
@@ -195,7 +195,7 @@ def test_the_last_day_of_2013_is_written_and_its_flights_validate(
     assert typed.height == source_rows("flights", last) > 0
     airports = pl.read_csv(landing / "reference" / "airports.csv", infer_schema=False)["faa"].to_list()
     carriers = pl.read_csv(landing / "reference" / "airlines.csv", infer_schema=False)["carrier"].to_list()
-    validated = validate_flights(typed, last, str(path), airports, carriers)
+    validated = validate_flights(with_file_day(typed, last, str(path)), airports, carriers)
     assert validated.rejects.height == 0
     assert validated.valid.height == typed.height
     # the evening's departures are already 2014 in UTC, and still belong to the day
@@ -211,6 +211,6 @@ def test_the_last_weather_day_of_the_source_is_written_and_validates(tmp_path: P
     path = landing / "weather" / "2013-12-30.csv"
     typed = parse_landing_csv(path.read_bytes(), WEATHER_LANDING, str(path))
     airports = pl.read_csv(landing / "reference" / "airports.csv", infer_schema=False)["faa"].to_list()
-    validated = validate_weather(typed, day, str(path), airports)
+    validated = validate_weather(with_file_day(typed, day, str(path)), airports)
     assert validated.rejects.height == 0
     assert validated.valid.height == source_rows("weather", day) > 0
