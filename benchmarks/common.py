@@ -294,6 +294,12 @@ def print_table(title: str, rows: list[dict[str, object]]) -> None:
     print(f"\n{title}\n{text_table(rows)}", flush=True)
 
 
+def target_text(headline: dict[str, object]) -> str:
+    if headline["target"] is None:
+        return "-"
+    return f"{headline.get('direction', '<=')} {headline['target']}"
+
+
 @dataclass
 class Report:
     """What a benchmark found: tables of rows, headline ratios against targets, notes."""
@@ -308,10 +314,20 @@ class Report:
         self.tables[title] = rows
         print_table(title, rows)
 
-    def headline(self, what: str, value: float, target: float | None, detail: str = "") -> None:
-        met = None if target is None else value <= target
+    def headline(
+        self, what: str, value: float, target: float | None, detail: str = "", at_least: bool = False
+    ) -> None:
+        """A ratio against its target: at most `target`, or at least it where `at_least`."""
+        met = None if target is None else (value >= target if at_least else value <= target)
         self.headlines.append(
-            {"what": what, "ratio": round(value, 3), "target": target, "met": met, "detail": detail}
+            {
+                "what": what,
+                "ratio": round(value, 3),
+                "target": target,
+                "met": met,
+                "detail": detail,
+                "direction": ">=" if at_least else "<=",
+            }
         )
 
     def note(self, text: str) -> None:
@@ -323,7 +339,7 @@ class Report:
             {
                 "ratio": h["what"],
                 "value": ratio(float(h["ratio"])),  # type: ignore[arg-type]
-                "target": "-" if h["target"] is None else f"<= {h['target']}",
+                "target": target_text(h),
                 "met": {None: "n/a", True: "yes", False: "NO"}[h["met"]],  # type: ignore[index]
             }
             for h in self.headlines

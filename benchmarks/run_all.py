@@ -21,9 +21,17 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
+from benchmarks.common import target_text
 from ml.reporting import text_table
 
-BENCHMARKS = ("delta_write", "incremental_features", "backfill", "log_growth")
+BENCHMARKS = (
+    "delta_write",
+    "incremental_features",
+    "backfill",
+    "log_growth",
+    "training_throughput",
+    "dvc_snapshot",
+)
 
 
 def _first_line(path: str, prefix: str) -> str:
@@ -72,7 +80,7 @@ def _headline_rows(results: list[dict]) -> list[dict[str, object]]:
             "benchmark": r["name"],
             "ratio": h["what"],
             "value": f"{h['ratio']:.2f}x",
-            "target": "-" if h["target"] is None else f"<= {h['target']}",
+            "target": target_text(h),
             "met": {None: "n/a", True: "yes", False: "NO"}[h["met"]],
         }
         for r in results

@@ -29,6 +29,10 @@ from ml.training_set import FEATURES_TABLE, folder_md5, read_manifest, sizes_of,
 TOLERANCE = 1e-9
 
 
+class ReproductionError(RuntimeError):
+    """Retraining a registered version could not run to the end."""
+
+
 def compare(registered: dict, reproduced: dict, path: str = "") -> list[str]:
     """Differences between two metric trees (numbers within TOLERANCE count as equal)."""
     differences = []
@@ -74,8 +78,19 @@ def reproduce(version: int, lake: str, repo: Path, out: Path) -> list[str]:
         str(training_set),
         "--out",
         str(out / "model"),
+        "--params",
+        str(params),
+        # Bit-for-bit agreement is only promised on the CPU (CUDA kernels and mixed
+        # precision are not deterministic across machines).
+        "--device",
+        "cpu",
     ]
-    subprocess.run([*command, "--params", str(params)], check=True)
+    done = subprocess.run(command, check=False)
+    if done.returncode != 0:
+        raise ReproductionError(
+            f"retraining v{version} failed (exit {done.returncode}) on the restored training set "
+            f"{training_set}: see the training output above"
+        )
     reproduced = json.loads((out / "model" / "metrics.json").read_text())
     differences = compare(model.metrics.get("training", {}), reproduced)
     if not same:
@@ -95,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(".data") / "reproduce" / f"v{args.version}"
     try:
         differences = reproduce(args.version, args.lake, args.repo.resolve(), out)
-    except (RegistryError, DvcError) as exc:
+    except (RegistryError, DvcError, ReproductionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if differences:

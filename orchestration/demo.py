@@ -29,14 +29,21 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def run(
-    defs: dg.Definitions, instance: dg.DagsterInstance, job: str, tags: dict[str, str] | None = None
-) -> None:
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    job: str,
+    tags: dict[str, str] | None = None,
+    must_succeed: bool = True,
+) -> bool:
     print(f"\n== {job}", flush=True)
     result = defs.resolve_job_def(job).execute_in_process(
         instance=instance, tags=tags or {}, run_config=QUIET, raise_on_error=False
     )
-    if not result.success:
+    if not result.success and must_succeed:
         raise SystemExit(f"run {result.run_id} of {job} failed: see `make dev`, Runs")
+    if not result.success:
+        print(f"run {result.run_id} of {job} failed: see `make dev`, Runs", flush=True)
+    return result.success
 
 
 def table_sizes(store: DeltaStore) -> str:
@@ -91,7 +98,7 @@ def main() -> int:
         "daily_ingestion",
         dict(zip(RANGE_TAGS, (FIRST.isoformat(), LAST.isoformat()), strict=True)),
     )
-    run(defs, instance, "train_evaluate_promote")
+    promoted = run(defs, instance, "train_evaluate_promote", must_succeed=False)
     store = resources["lake"].store()  # type: ignore[attr-defined]
     print("\n" + table_sizes(store))
     print("\nleaderboard (test split: November and December)\n" + model_board(ModelRegistry(store)))
@@ -100,7 +107,7 @@ def main() -> int:
         "(Assets shows every table and model; Runs shows these runs).\n"
         "Registry: python -m ml.registry_cli list"
     )
-    return 0
+    return 0 if promoted else 1
 
 
 if __name__ == "__main__":
