@@ -15,8 +15,10 @@ LAKE_TABLES = (
     "bronze/planes",
     "bronze/flights",
     "bronze/flights_rejects",
+    "bronze/flights_landing_log",
     "bronze/weather",
     "bronze/weather_rejects",
+    "bronze/weather_landing_log",
     "features/flight_features",
 )
 

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from ml.registry import ModelRegistry
-from orchestration.maintenance import maintenance
+from orchestration.maintenance import LAKE_TABLES, maintenance
 from tests.conftest import ASSETS, Platform, day
 
 
@@ -30,6 +30,15 @@ def test_maintenance_job_compacts_vacuums_and_keeps_rows(platform: Platform) -> 
     history = store.history("bronze/flights", 5)
     assert {h["operation"] for h in history} >= {"OPTIMIZE", "VACUUM END"}
     assert pl.read_delta(store.uri("bronze/airports")).height > 0
+
+
+def test_maintenance_covers_every_table_the_assets_write(platform: Platform) -> None:
+    platform.bronze(day(28), day(29))
+    platform.features(day(29))
+    lake = platform.root / "lake"
+    written = {str(log.parent.relative_to(lake)) for log in lake.glob("*/*/_delta_log")}
+    assert {"bronze/flights", "bronze/flights_landing_log", "features/flight_features"} <= written
+    assert written <= set(LAKE_TABLES)
 
 
 def _register_on_features(platform: Platform) -> int:
