@@ -15,6 +15,8 @@ import polars as pl
 from ml.reporting import text_table
 
 RANKED_BY = "roc_auc"
+COLUMN_ORDER = ("roc_auc", "pr_auc", "log_loss", "brier", "rows", "positive_rate", "mean_prediction")
+"""Headline metrics first, whatever order a stored metrics dict came back in; others follow."""
 EQUAL_WITHIN = 1e-12
 """AUC differences below this are float rounding (0.70 - 0.01 is not exactly 0.69) and count as equal."""
 
@@ -30,7 +32,8 @@ def leaderboard(rows: Sequence[tuple[str, str, Mapping[str, float]]]) -> pl.Data
     lacking = [name for name, _, metrics in rows if RANKED_BY not in metrics]
     if lacking:
         raise ValueError(f"model(s) {', '.join(lacking)} have no {RANKED_BY} to rank by")
-    keys = list(dict.fromkeys(k for _, _, metrics in rows for k in metrics))
+    seen = dict.fromkeys(k for _, _, metrics in rows for k in metrics)
+    keys = [k for k in COLUMN_ORDER if k in seen] + [k for k in seen if k not in COLUMN_ORDER]
     records = [
         {"name": name, "role": role, **{k: metrics.get(k) for k in keys}} for name, role, metrics in rows
     ]

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
 
 from ml.registry import ModelRegistry
+from ml.training_set import folder_md5
 from orchestration.maintenance import maintenance
+from resources import LocalLauncher, TrainingRequest
 from tests.conftest import ASSETS, PROJECT, TrainingPlatform, day
 
 CHAIN = [
@@ -122,3 +127,118 @@ def test_reproduce_restores_the_exact_training_set_and_metrics(trained: Training
     registered = ModelRegistry(trained.store).get(1).metrics["training"]
     again = json.loads((out / "model" / "metrics.json").read_text())
     assert again["test"]["roc_auc"] == registered["test"]["roc_auc"]
+
+
+# --- a lost training node: Dagster's retry resumes from the last checkpoint -----------------------
+
+
+class NodeLostOnceLauncher(LocalLauncher):
+    """Test launcher: the first attempt's training process is killed after its first checkpoint."""
+
+    def launch(self, context: dg.AssetExecutionContext, request: TrainingRequest) -> dg.MaterializeResult:
+        if context.retry_number == 0:
+            command = [sys.executable, "-m", "ml.train", *request.arguments(), "--device", "cpu"]
+            process = subprocess.Popen(
+                command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            checkpoint = Path(request.out) / "checkpoints" / "last.pt"
+            deadline = time.monotonic() + 120
+            while process.poll() is None and not checkpoint.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            assert process.returncode == -signal.SIGKILL, "training finished before the node was lost"
+            raise RuntimeError("training node lost")
+        return super().launch(context, request)
+
+
+def test_a_retried_training_step_resumes_from_its_checkpoint_to_the_uninterrupted_result(
+    trained: TrainingPlatform,
+) -> None:
+    resources = {**trained.resources, "launcher": NodeLostOnceLauncher(cwd=str(PROJECT))}
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        ASSETS, selection=CHAIN[:2], resources=resources, instance=instance, raise_on_error=False
+    )
+    assert result.success
+    retry = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    assert "training node lost" in retry.event_specific_data.error.to_string()  # type: ignore[union-attr]
+    logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any("resumed from checkpoint" in m for m in logs)
+    resumed = ModelRegistry(trained.store).get(1)
+
+    uninterrupted = trained.root / "uninterrupted"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ml.train",
+            "--training-set",
+            str(trained.repo / "data" / "training_set"),
+            "--out",
+            str(uninterrupted),
+            "--params",
+            str(trained.repo / "params.yaml"),
+            "--device",
+            "cpu",
+        ],
+        cwd=PROJECT,
+        check=True,
+        capture_output=True,
+    )
+    expected = json.loads((uninterrupted / "metrics.json").read_text())
+    assert resumed.metrics["training"]["test"] == expected["test"]
+    assert resumed.metrics["training"]["best_epoch"] == expected["best_epoch"]
+
+
+# --- the gate and bad input: clear errors, the champion untouched ----------------------------------
+
+
+def test_a_first_candidate_worse_than_boosted_trees_is_rejected_and_nothing_is_promoted(
+    trained: TrainingPlatform,
+) -> None:
+    set_training(trained, {"max_epochs": 1, "learning_rate": 1e-7})
+    result = _chain(trained, {"boosted_trees_tolerance": 0.0})
+    assert not result.success
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {"beats_champion": True, "beats_boosted_trees": False}
+    registry = ModelRegistry(trained.store)
+    assert registry.champion() is None
+    assert [m.status for m in registry.versions()] == ["rejected"]
+
+
+def test_a_deleted_champion_artifact_stops_evaluation_and_leaves_the_champion(
+    trained: TrainingPlatform,
+) -> None:
+    assert _chain(trained, {"boosted_trees_tolerance": 1.0}).success
+    champion = ModelRegistry(trained.store).champion()
+    assert champion is not None
+    shutil.rmtree(champion.artifact_uri)
+    set_training(trained, {"seed": 1})
+    result = _chain(trained, {"boosted_trees_tolerance": 1.0})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert f"model version {champion.version} points at {champion.artifact_uri}" in str(
+        failure.step_failure_data.error
+    )
+    after = ModelRegistry(trained.store)
+    assert after.champion() is not None and after.champion().version == champion.version  # type: ignore[union-attr]
+
+
+def test_a_missing_dvc_remote_fails_the_snapshot_and_keeps_the_previous_one_and_the_champion(
+    trained: TrainingPlatform,
+) -> None:
+    assert _chain(trained, {"boosted_trees_tolerance": 1.0}).success
+    lock_before = (trained.repo / "dvc.lock").read_bytes()
+    snapshot_before = folder_md5(trained.repo / "data" / "training_set")
+    shutil.rmtree(trained.root / "dvc-remote")
+    trained.features(day(1), day(14))
+    result = _chain(trained, {"boosted_trees_tolerance": 1.0})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert failure.step_key == "training__training_set"
+    assert "DVC remote 'local' is missing" in str(failure.step_failure_data.error)
+    assert (trained.repo / "dvc.lock").read_bytes() == lock_before
+    assert folder_md5(trained.repo / "data" / "training_set") == snapshot_before
+    registry = ModelRegistry(trained.store)
+    assert [(m.version, m.status) for m in registry.versions()] == [(1, "champion")]

@@ -76,3 +76,9 @@ def test_gate_refuses_negative_allowances_and_missing_auc() -> None:
         gate(auc(0.7), None, auc(0.6), margin=-0.01)
     with pytest.raises(ValueError, match="champion metrics have no roc_auc"):
         gate(auc(0.7), {"log_loss": 0.4}, auc(0.6), margin=0.01)
+
+
+def test_headline_metrics_come_first_whatever_order_the_metrics_were_stored_in() -> None:
+    stored = {"brier": 0.17, "log_loss": 0.52, "rows": 10.0, "roc_auc": 0.72, "pr_auc": 0.48, "zeta": 1.0}
+    frame = leaderboard([("v1", "candidate", stored)])
+    assert frame.columns == ["name", "role", "roc_auc", "pr_auc", "log_loss", "brier", "rows", "zeta"]
