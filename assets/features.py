@@ -33,6 +33,22 @@ NULL_RATE_LIMITS = {
 LABEL_RATE_BOUNDS = (0.02, 0.75)
 
 
+def follows_bronze() -> dg.AutomationCondition:
+    """A day's features follow its bronze: when a flights or weather day they read lands or changes.
+
+    `eager()` without its latest-time-window clause, so replayed or late history days are
+    built too; waits while any day of the window is missing or running. A refresh of the
+    planes table alone does not rebuild the year.
+    """
+    updated = dg.AutomationCondition.any_deps_updated().ignore(dg.AssetSelection.keys("bronze/planes"))
+    return (
+        (dg.AutomationCondition.newly_missing() | updated).since_last_handled()
+        & ~dg.AutomationCondition.any_deps_missing()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("follows bronze")
+
+
 def _window(days: int) -> dg.TimeWindowPartitionMapping:
     return dg.TimeWindowPartitionMapping(
         start_offset=-days, end_offset=0, allow_nonexistent_upstream_partitions=True
@@ -44,6 +60,7 @@ def _window(days: int) -> dg.TimeWindowPartitionMapping:
     group_name="features",
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    automation_condition=follows_bronze(),
     deps=[
         dg.AssetDep(flights, partition_mapping=_window(lookback_days())),
         dg.AssetDep(weather, partition_mapping=_window(WEATHER_LOOKBACK_DAYS)),

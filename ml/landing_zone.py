@@ -35,11 +35,23 @@ class QuarantinedFile:
 
 
 @dataclass(frozen=True)
+class LandedFile:
+    """A day file as listed, without reading it: its signature changes when its bytes do."""
+
+    dataset: str
+    day: dt.date
+    uri: str
+    signature: str
+    modified: dt.datetime
+
+
+@dataclass(frozen=True)
 class LandingInventory:
     """What a scan of one dataset folder found."""
 
     days: dict[dt.date, str] = field(default_factory=dict)
     quarantined: list[QuarantinedFile] = field(default_factory=list)
+    files: list[LandedFile] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -137,8 +149,14 @@ class LandingZone:
             reason = _name_problem(info.base_name, first, last)
             if reason:
                 inventory.quarantined.append(self.quarantine(uri, reason))
-            else:
-                inventory.days[dt.date.fromisoformat(info.base_name[:10])] = uri
+                continue
+            day = dt.date.fromisoformat(info.base_name[:10])
+            inventory.days[day] = uri
+            modified = info.mtime or dt.datetime.now(dt.UTC)
+            if modified.tzinfo is None:
+                modified = modified.replace(tzinfo=dt.UTC)
+            signature = f"{info.size}:{info.mtime_ns}"
+            inventory.files.append(LandedFile(dataset, day, uri, signature, modified))
         return inventory
 
 

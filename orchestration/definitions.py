@@ -1,25 +1,35 @@
-"""The code location: assembles assets, checks, jobs, schedules and resources."""
+"""The code location: assembles assets, checks, jobs, schedules, sensors and resources."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import dagster as dg
 
 from assets import deployment, evaluation, features, ingestion, lineage, training
-from orchestration.jobs import daily_ingestion_job, reference_job, training_job
+from orchestration.jobs import bronze_job, daily_ingestion_job, reference_job, training_job
 from orchestration.maintenance import maintenance, maintenance_schedule
 from orchestration.profiles import build_resources
 from orchestration.registry_jobs import rollback
+from orchestration.retraining import retrain_sensor, weekly_retraining_schedule
+from orchestration.schedules import DEFAULT_AT, daily_ingestion_schedule
+from orchestration.sensors import landing_sensor
 
 
-def build_definitions() -> dg.Definitions:
+def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
+    env = os.environ if env is None else env
     return dg.Definitions(
         assets=dg.load_assets_from_modules([ingestion, features, training, evaluation, deployment]),
         asset_checks=[lineage.registered_versions_recoverable],
-        jobs=[reference_job, daily_ingestion_job, training_job, maintenance, rollback],
-        schedules=[maintenance_schedule],
-        resources=build_resources(os.environ),
+        jobs=[reference_job, bronze_job, daily_ingestion_job, training_job, maintenance, rollback],
+        schedules=[
+            daily_ingestion_schedule(env.get("PLATFORM_DAILY_INGESTION_AT", DEFAULT_AT)),
+            maintenance_schedule,
+            weekly_retraining_schedule,
+        ],
+        sensors=[landing_sensor, retrain_sensor],
+        resources=build_resources(env),
     )
 
 

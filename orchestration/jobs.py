@@ -12,6 +12,13 @@ reference_job = dg.define_asset_job(
     description="Replace the reference tables from their landing files.",
 )
 
+bronze_job = dg.define_asset_job(
+    "bronze_ingestion",
+    selection=dg.AssetSelection.keys("bronze/flights", "bronze/weather"),
+    partitions_def=daily_partitions,
+    description="Bronze of one day or a range of days; the landing sensor's target (features follow by automation).",
+)
+
 daily_ingestion_job = dg.define_asset_job(
     "daily_ingestion",
     selection=dg.AssetSelection.keys("bronze/flights", "bronze/weather", "features/flight_features"),

@@ -13,7 +13,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from resources import ArtifactStore, DvcResource, LakeResource, LandingResource, LocalLauncher
+from resources import (
+    ArtifactStore,
+    DvcResource,
+    LakeResource,
+    LandingResource,
+    LandingWatch,
+    LocalLauncher,
+    RetrainPolicy,
+)
 
 PROFILE_VARIABLE = "PLATFORM_PROFILE"
 PROFILES = ("local",)
@@ -39,4 +47,12 @@ def build_resources(env: Mapping[str, str]) -> dict[str, object]:
         ),
         "artifacts": ArtifactStore(root=env.get("PLATFORM_ARTIFACTS_URI", f"{data_dir}/models")),
         "launcher": LocalLauncher(cwd=env.get("PLATFORM_REPO_ROOT", ".")),
+        "landing_watch": LandingWatch(
+            settle_seconds=float(env.get("PLATFORM_LANDING_SETTLE_SECONDS", "10")),
+            max_days_per_run=int(env.get("PLATFORM_LANDING_MAX_DAYS_PER_RUN", "31")),
+        ),
+        "retrain_policy": RetrainPolicy(
+            new_feature_days=int(env.get("PLATFORM_RETRAIN_NEW_DAYS", "7")),
+            on_drift=env.get("PLATFORM_RETRAIN_ON_DRIFT", "true").lower() == "true",
+        ),
     }

@@ -1,6 +1,7 @@
 """Configurable resources: the only place that knows where data lives and where work runs."""
 
 from resources.artifacts import ArtifactStore
+from resources.automation import LandingWatch, RetrainPolicy
 from resources.dvc import DvcResource
 from resources.lake import LakeResource
 from resources.landing import LandingResource
@@ -11,7 +12,9 @@ __all__ = [
     "DvcResource",
     "LakeResource",
     "LandingResource",
+    "LandingWatch",
     "LocalLauncher",
+    "RetrainPolicy",
     "TrainingLauncher",
     "TrainingRequest",
 ]

@@ -1,0 +1,30 @@
+"""The daily ingestion schedule, for a landing zone that receives yesterday's file each morning."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.jobs import daily_ingestion_job
+
+DEFAULT_AT = "06:30"
+
+
+def daily_ingestion_schedule(at: str = DEFAULT_AT) -> dg.ScheduleDefinition:
+    """Yesterday's partition of bronze and features at `at` (HH:MM), New York time.
+
+    The time zone is the partitions' (America/New_York), so "yesterday" and the hour
+    mean the same day and hour as the data's local dates.
+    """
+    try:
+        hour, minute = (int(part) for part in at.split(":"))
+    except ValueError as exc:
+        raise ValueError(f"daily ingestion time {at!r} is not HH:MM") from exc
+    if not (0 <= hour < 24 and 0 <= minute < 60):
+        raise ValueError(f"daily ingestion time {at!r} is not a time of day")
+    return dg.build_schedule_from_partitioned_job(
+        daily_ingestion_job,
+        name="daily_ingestion_schedule",
+        hour_of_day=hour,
+        minute_of_hour=minute,
+        description=f"Bronze and features of yesterday's partition, daily at {at} New York time.",
+    )

@@ -1,0 +1,62 @@
+"""Sensors: new landing files become bronze runs; retraining follows its stated policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from ml.landing_watch import plan, read_cursor, write_cursor
+from orchestration.jobs import bronze_job
+from orchestration.partitions import FIRST_DAY, LAST_DAY
+from resources import LandingResource, LandingWatch
+
+DATASETS = ("flights", "weather")
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+@dg.sensor(
+    name="landing_sensor",
+    job=bronze_job,
+    minimum_interval_seconds=15,
+    description="Each new or changed day file in the landing zone becomes a bronze run of its days.",
+)
+def landing_sensor(
+    context: dg.SensorEvaluationContext, landing: LandingResource, landing_watch: LandingWatch
+) -> dg.SensorResult:
+    zone = landing.zone()
+    present = []
+    for dataset in DATASETS:
+        inventory = zone.scan(dataset, FIRST_DAY, LAST_DAY)
+        for moved in inventory.quarantined:
+            context.log.warning(f"quarantined {moved.source}: {moved.reason} -> {moved.destination}")
+        present += inventory.files
+    decided = plan(
+        present,
+        read_cursor(context.cursor),
+        dt.datetime.now(dt.UTC),
+        landing_watch.settle_seconds,
+        landing_watch.max_days_per_run,
+    )
+    for f in decided.changed:
+        context.log.warning(f"{f.uri} changed since it was ingested: requesting {f.day} again")
+    if decided.settling:
+        context.log.info(
+            f"{len(decided.settling)} file(s) still settling, next tick: {decided.settling[0].uri} ..."
+        )
+    for uri in decided.vanished:
+        context.log.info(f"{uri} is no longer in the landing zone (moved to quarantine or removed)")
+    cursor = {uri: sig for uri, sig in decided.cursor.items() if uri not in decided.vanished}
+    requests = [
+        dg.RunRequest(
+            run_key=r.run_key,
+            asset_selection=[dg.AssetKey(["bronze", r.dataset])],
+            tags={
+                RANGE_START: r.first.isoformat(),
+                RANGE_END: r.last.isoformat(),
+                "platform/trigger": "landing",
+            },
+        )
+        for r in decided.ranges
+    ]
+    return dg.SensorResult(run_requests=requests, cursor=write_cursor(cursor))

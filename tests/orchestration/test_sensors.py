@@ -1,0 +1,159 @@
+"""The landing and retraining sensors on real landing files and lake tables, and the schedules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from ml.replay import replay
+from orchestration.retraining import retrain_sensor
+from orchestration.schedules import daily_ingestion_schedule
+from orchestration.sensors import RANGE_END, RANGE_START, landing_sensor
+from resources import DvcResource, LakeResource, LandingWatch, RetrainPolicy
+from tests.conftest import ASSETS, Platform, day
+
+NEW_YORK = dt.timezone(dt.timedelta(hours=-5))
+
+
+def tick(platform: Platform, cursor: str | None, settle: float = 0) -> dg.SensorResult:
+    context = dg.build_sensor_context(
+        cursor=cursor,
+        resources={
+            "landing": platform.resources["landing"],
+            "landing_watch": LandingWatch(settle_seconds=settle),
+        },
+    )
+    result = landing_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def spans(result: dg.SensorResult) -> list[tuple[str, str, str]]:
+    return sorted(
+        (r.asset_selection[0].to_user_string(), r.tags[RANGE_START], r.tags[RANGE_END])  # type: ignore[index]
+        for r in result.run_requests or []
+    )
+
+
+def test_new_days_become_range_requests_once_and_a_changed_file_again(platform: Platform) -> None:
+    first = tick(platform, None)
+    # The replayed landing zone holds 2013-01-01..2013-02-15: two ranges per dataset (31 days max).
+    assert spans(first) == [
+        ("bronze/flights", "2013-01-01", "2013-01-31"),
+        ("bronze/flights", "2013-02-01", "2013-02-15"),
+        ("bronze/weather", "2013-01-01", "2013-01-31"),
+        ("bronze/weather", "2013-02-01", "2013-02-15"),
+    ]
+    again = tick(platform, first.cursor)
+    assert again.run_requests == []
+
+    path = platform.landing_dir / "flights" / f"{day(3)}.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]))  # a corrected delivery with one row less
+    changed = tick(platform, again.cursor)
+    assert spans(changed) == [("bronze/flights", "2013-01-03", "2013-01-03")]
+    assert changed.run_requests[0].run_key != first.run_requests[0].run_key  # type: ignore[index]
+
+
+def test_a_file_being_copied_waits_and_a_badly_named_one_is_quarantined(platform: Platform) -> None:
+    seen = tick(platform, None)
+    replay(platform.landing_dir, dt.date(2013, 2, 16), dt.date(2013, 2, 16), datasets=("flights",))
+    (platform.landing_dir / "flights" / "notes.csv").write_text("not a day\n")
+    waiting = tick(platform, seen.cursor, settle=3600)
+    assert waiting.run_requests == []
+    assert not (platform.landing_dir / "flights" / "notes.csv").exists()
+    assert (platform.quarantine_dir / "flights" / "notes.csv.reason.json").exists()
+    settled = tick(platform, waiting.cursor, settle=0)
+    assert spans(settled) == [("bronze/flights", "2013-02-16", "2013-02-16")]
+
+
+def test_what_the_sensor_requests_runs_and_lands_exactly_those_days(platform: Platform) -> None:
+    result = tick(platform, None)
+    request = next(
+        r
+        for r in result.run_requests or []
+        if r.tags[RANGE_END] == "2013-02-15" and r.asset_selection == [dg.AssetKey(["bronze", "flights"])]
+    )
+    run = dg.materialize(
+        ASSETS, selection=request.asset_selection, tags=request.tags, resources=platform.resources
+    )
+    assert run.success
+    days = platform.store.read("bronze/flights").get_column("flight_date").unique().sort().to_list()
+    assert days == [dt.date(2013, 2, d) for d in range(1, 16)]
+
+
+def test_a_year_of_new_files_is_one_quick_tick_of_a_few_runs(tmp_path: Path) -> None:
+    replay(tmp_path / "landing", dt.date(2013, 1, 1), dt.date(2013, 12, 31))
+    platform = Platform(tmp_path)
+    start = time.perf_counter()
+    result = tick(platform, None)
+    elapsed = time.perf_counter() - start
+    assert len(result.run_requests or []) == 2 * 12  # 365 days in ranges of at most 31, per dataset
+    assert elapsed < 30, f"a tick over 730 files took {elapsed:.1f}s; the sensor timeout is 60s"
+    assert len(json.loads(result.cursor or "{}")["files"]) == 730
+
+
+# --- retraining -------------------------------------------------------------------------------
+
+
+def retrain_tick(
+    platform: Platform, cursor: str | None = None, days: int = 7
+) -> dg.SensorResult | dg.SkipReason:
+    context = dg.build_sensor_context(
+        cursor=cursor,
+        resources={
+            "lake": LakeResource(root=str(platform.root / "lake")),
+            "dvc": DvcResource(repo_root=str(platform.root / "repo")),
+            "retrain_policy": RetrainPolicy(new_feature_days=days),
+        },
+    )
+    return retrain_sensor(context)
+
+
+def test_retraining_follows_new_feature_days_and_drift_signals(platform: Platform) -> None:
+    assert isinstance(retrain_tick(platform), dg.SkipReason)  # no features yet
+    platform.bronze(day(1), day(10))
+    platform.features(day(1), day(10))
+    due = retrain_tick(platform)
+    assert isinstance(due, dg.SensorResult)
+    assert [r.run_key for r in due.run_requests or []] == ["new-days:2013-01-10"]
+
+    manifest = platform.root / "repo" / "data" / "training_set" / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"cutoff": "2013-01-08"}))
+    assert isinstance(retrain_tick(platform), dg.SkipReason)  # 2 new days, 7 needed
+
+    signals = pl.DataFrame(
+        {
+            "key": ["psi-2013-01-10"],
+            "detail": ["psi 0.3 on dep_hour"],
+            "raised_at": [dt.datetime(2013, 1, 10)],
+        }
+    )
+    platform.store.overwrite("monitoring/drift_signals", signals, {})
+    drift = retrain_tick(platform)
+    assert isinstance(drift, dg.SensorResult)
+    assert [r.run_key for r in drift.run_requests or []] == ["drift:psi-2013-01-10"]
+    assert isinstance(retrain_tick(platform, drift.cursor), dg.SkipReason)  # handled once
+
+
+# --- schedules --------------------------------------------------------------------------------
+
+
+def test_daily_ingestion_runs_yesterdays_partition_in_new_york_time() -> None:
+    schedule = daily_ingestion_schedule("06:30")
+    assert schedule.cron_schedule == "30 6 * * *"
+    assert schedule.execution_timezone == "America/New_York"
+    context = dg.build_schedule_context(
+        scheduled_execution_time=dt.datetime(2013, 3, 2, 6, 30, tzinfo=NEW_YORK)
+    )
+    requests = schedule.evaluate_tick(context).run_requests or []
+    assert [r.partition_key for r in requests] == ["2013-03-01"]
+    with pytest.raises(ValueError, match="not HH:MM"):
+        daily_ingestion_schedule("half past six")
