@@ -1,0 +1,194 @@
+"""Real `dagster-webserver` and `dagster-daemon` processes on 127.0.0.1, and GraphQL calls to them.
+
+The instance is a temporary DAGSTER_HOME (SQLite storage, queued run coordinator); the code
+location is the project's own `workspace.yaml`, with the platform's data under a temporary
+folder. The calls are the ones the UI makes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+PROJECT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+INSTANCE_YAML = """
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class DagsterServices:
+    home: Path
+    data: Path
+    port: int
+    env: dict[str, str]
+    logs: Path
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, name: str) -> None:
+        commands = {
+            "webserver": [
+                str(BIN / "dagster-webserver"),
+                "-w",
+                "workspace.yaml",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+            ],
+            "daemon": [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        }
+        out = (self.logs / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            commands[name],
+            cwd=PROJECT,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def wait_until_up(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            process = self.processes["webserver"]
+            if process.poll() is not None:
+                raise RuntimeError(f"dagster-webserver exited: see {self.logs / 'webserver.log'}")
+            try:
+                if requests.get(f"{self.url}/server_info", timeout=2).ok:
+                    status = self.graphql(LOCATION_STATUS)
+                    entries = status["workspaceOrError"]["locationEntries"]
+                    if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+                        return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"dagster-webserver not up after {timeout}s: see {self.logs / 'webserver.log'}")
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        answer = requests.post(
+            f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60
+        )
+        answer.raise_for_status()
+        body = answer.json()
+        if body.get("errors"):
+            raise RuntimeError(f"GraphQL errors: {body['errors']}")
+        return body["data"]
+
+    def launch_backfill(self, asset_paths: list[list[str]], first: str, last: str) -> str:
+        params = {
+            "partitionsByAssets": [
+                {"assetKey": {"path": path}, "partitions": {"range": {"start": first, "end": last}}}
+                for path in asset_paths
+            ],
+            "title": f"e2e {first}..{last}",
+        }
+        data = self.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        if data["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"backfill was not launched: {data}")
+        return str(data["backfillId"])
+
+    def backfill_status(self, backfill_id: str) -> str:
+        data = self.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+        return str(data["status"])
+
+    def wait_for_backfill(self, backfill_id: str, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.backfill_status(backfill_id)
+            if status in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"):
+                return status
+            time.sleep(1)
+        raise TimeoutError(f"backfill {backfill_id} still {status} after {timeout}s: see {self.logs}")
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self.graphql(RUNS)["runsOrError"]["results"]
+
+
+LOCATION_STATUS = """
+query { workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }
+"""
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { invalidOutputName }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+BACKFILL_STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { id status } ... on PythonError { message } }
+}
+"""
+RUNS = """
+query { runsOrError(limit: 200) { ... on Runs { results { runId status tags { key value } } } } }
+"""
+
+
+@contextmanager
+def dagster_services(root: Path, extra_env: dict[str, str] | None = None) -> Iterator[DagsterServices]:
+    home, data, logs = root / "dagster_home", root / "data", root / "logs"
+    for folder in (home, data, logs):
+        folder.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PLATFORM_DATA_DIR": str(data),
+        "PLATFORM_REPO_ROOT": str(PROJECT),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        **(extra_env or {}),
+    }
+    services = DagsterServices(home, data, free_port(), env, logs)
+    try:
+        services.start("webserver")
+        services.start("daemon")
+        services.wait_until_up()
+        yield services
+    finally:
+        for name in list(services.processes):
+            services.stop(name)
