@@ -76,9 +76,14 @@ class DagsterServices:
             start_new_session=True,
         )
 
-    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+    def stop(self, name: str, sig: int = signal.SIGTERM, group: bool = True) -> None:
+        """Stop a service; with `group=False` only its own process (its code server and runs live on)."""
         process = self.processes.pop(name, None)
         if process is None or process.poll() is not None:
+            return
+        if not group:
+            process.send_signal(sig)
+            process.wait(timeout=30)
             return
         os.killpg(process.pid, sig)
         try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,34 @@ def test_a_30_day_backfill_lands_exactly_those_days_once(tmp_path: Path, replaye
     assert not flights.select(key).is_duplicated().any()
     landing_rows = data.store.read("bronze/flights_landing_log")
     assert flights.height == landing_rows["landing_rows"].sum() - landing_rows["rejected"].sum()
+
+
+def test_a_backfill_survives_the_daemon_killed_mid_run_without_writing_a_day_twice(
+    tmp_path: Path, replayed_landing: Path
+) -> None:
+    data = Platform(tmp_path / "data")
+    shutil.copytree(replayed_landing, data.landing_dir)
+    data.reference()
+    with dagster_services(tmp_path) as services:
+        backfill = services.launch_backfill(ASSETS, FIRST.isoformat(), LAST.isoformat())
+        deadline = time.monotonic() + 180
+        while not any(r["status"] in ("STARTING", "STARTED", "SUCCESS") for r in services.runs()):
+            assert time.monotonic() < deadline, "the backfill launched no run"
+            time.sleep(0.5)
+        services.stop("daemon", signal.SIGKILL, group=False)
+        time.sleep(3)
+        services.start("daemon")
+        status = services.wait_for_backfill(backfill)
+        runs = services.runs()
+    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), f"backfill ended {status}: {runs}"
+    days = [FIRST + dt.timedelta(days=i) for i in range(30)]
+    for table, column in (("bronze/flights", "flight_date"), ("features/flight_features", "flight_date")):
+        counts = data.store.read(table).group_by(column).len()
+        assert sorted(counts.get_column(column).to_list()) == days, table
+    flights = data.store.read("bronze/flights")
+    key = ["flight_date", "carrier", "flight", "origin", "sched_dep_time"]
+    assert not flights.select(key).is_duplicated().any()
+    ours = [
+        r for r in runs if any(t["key"] == "dagster/backfill" and t["value"] == backfill for t in r["tags"])
+    ]
+    assert [r for r in ours if r["status"] == "SUCCESS"], runs
