@@ -145,6 +145,10 @@ class DagsterServices:
             time.sleep(1)
         raise TimeoutError(f"backfill {backfill_id} still {status} after {timeout}s: see {self.logs}")
 
+    def backfill_ids(self) -> list[str]:
+        data = self.graphql(BACKFILLS)["partitionBackfillsOrError"]
+        return [str(b["id"]) for b in data["results"]]
+
     def runs(self) -> list[dict[str, Any]]:
         return self.graphql(RUNS)["runsOrError"]["results"]
 
@@ -168,6 +172,9 @@ BACKFILL_STATUS = """
 query Status($id: String!) {
   partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { id status } ... on PythonError { message } }
 }
+"""
+BACKFILLS = """
+query { partitionBackfillsOrError(limit: 50) { ... on PartitionBackfills { results { id status } } } }
 """
 RUNS = """
 query { runsOrError(limit: 200) { ... on Runs { results { runId status tags { key value } } } } }
