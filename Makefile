@@ -7,7 +7,7 @@ DATA_DIR ?= .data
 DAGSTER_HOME ?= $(CURDIR)/.dagster
 PYTEST_ARGS ?=
 
-.PHONY: venv instance demo test lint format dev replay bench clean
+.PHONY: venv instance demo test lint format dev simulate replay bench clean
 
 venv: $(STAMP)
 
@@ -45,6 +45,12 @@ format: $(STAMP)
 
 dev: $(STAMP) instance
 	PLATFORM_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# Production in miniature: webserver and daemon as processes, one day landing every few
+# seconds, sensors and automation doing the rest. SIMULATE_ARGS="--days 30 --interval 5".
+SIMULATE_ARGS ?=
+simulate: $(STAMP)
+	$(BIN)/python -m orchestration.simulate $(SIMULATE_ARGS)
 
 replay: $(STAMP)
 	$(BIN)/python -m ml.replay --landing $(DATA_DIR)/landing --start 2013-01-01 --end 2013-01-31

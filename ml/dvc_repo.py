@@ -115,3 +115,28 @@ class DvcRepo:
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(Path(tmp) / "data"), destination)
         return destination
+
+
+def init_pipeline_repo(
+    repo: Path, project: Path, remote: Path, params_override: dict[str, dict] | None = None
+) -> DvcRepo:
+    """A new git + DVC repository holding the project's pipeline (dvc.yaml, params, ml/) and a local remote.
+
+    For work that must not touch the project's own repository: tests, simulations, a
+    scratch retraining. `params_override` replaces keys of params.yaml sections.
+    """
+    repo.mkdir(parents=True)
+    shutil.copy(project / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copytree(project / "ml", repo / "ml", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for section, values in (params_override or {}).items():
+        params.setdefault(section, {}).update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git = ["git", "-c", "user.name=platform", "-c", "user.email=platform@localhost"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "pipeline"]):
+        subprocess.run([*git, *args], cwd=repo, check=True, capture_output=True)
+    dvc = DvcRepo(repo)
+    dvc.run("init", "-q")
+    remote.mkdir(parents=True, exist_ok=True)
+    dvc.run("remote", "add", "-d", "local", str(remote))
+    return dvc

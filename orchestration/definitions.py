@@ -14,7 +14,7 @@ from orchestration.profiles import build_resources
 from orchestration.registry_jobs import rollback
 from orchestration.retraining import retrain_sensor, weekly_retraining_schedule
 from orchestration.schedules import DEFAULT_AT, daily_ingestion_schedule
-from orchestration.sensors import landing_sensor
+from orchestration.sensors import features_automation_sensor, landing_sensor
 
 
 def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
@@ -28,7 +28,7 @@ def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
             maintenance_schedule,
             weekly_retraining_schedule,
         ],
-        sensors=[landing_sensor, retrain_sensor],
+        sensors=[landing_sensor, features_automation_sensor, retrain_sensor],
         resources=build_resources(env),
     )
 

@@ -28,7 +28,7 @@ def _last_cutoff(dvc: DvcResource) -> dt.date | None:
 @dg.sensor(
     name="retrain_sensor",
     job=training_job,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=30,
     description="Asks for train -> evaluate -> promote when the retraining policy says so.",
 )
 def retrain_sensor(

@@ -60,3 +60,11 @@ def landing_sensor(
         for r in decided.ranges
     ]
     return dg.SensorResult(run_requests=requests, cursor=write_cursor(cursor))
+
+
+features_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "features_automation",
+    target=dg.AssetSelection.keys("features/flight_features"),
+    minimum_interval_seconds=10,
+    description="Evaluates the features' automation condition every 10 s (Dagster's default sensor: 30 s).",
+)

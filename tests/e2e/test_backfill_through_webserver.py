@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestration.local_services import dagster_services
 from tests.conftest import Platform
-from tests.e2e.services import dagster_services
 
 pytestmark = pytest.mark.slow
 

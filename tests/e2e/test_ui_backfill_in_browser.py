@@ -12,8 +12,8 @@ import dagster as dg
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from orchestration.local_services import dagster_services
 from tests.conftest import ASSETS, PROJECT, RANGE_END, RANGE_START, Platform
-from tests.e2e.services import dagster_services
 
 pytestmark = pytest.mark.slow
 

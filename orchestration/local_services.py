@@ -1,8 +1,8 @@
-"""Real `dagster-webserver` and `dagster-daemon` processes on 127.0.0.1, and GraphQL calls to them.
+"""`dagster-webserver` and `dagster-daemon` as processes on 127.0.0.1, and the GraphQL calls the UI makes.
 
-The instance is a temporary DAGSTER_HOME (SQLite storage, queued run coordinator); the code
-location is the project's own `workspace.yaml`, with the platform's data under a temporary
-folder. The calls are the ones the UI makes.
+Used by `make simulate` and the end-to-end tests: the instance is a DAGSTER_HOME of its
+own (SQLite storage, queued run coordinator), the code location is the project's
+`workspace.yaml`, and the platform's data lives under the given folder.
 """
 
 from __future__ import annotations
@@ -20,18 +20,27 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[1]
+LOCATION = "flightdelay"
 BIN = Path(sys.executable).parent
-INSTANCE_YAML = """
-telemetry:
-  enabled: false
-run_coordinator:
-  module: dagster.core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    dequeue_interval_seconds: 1
-"""
+INSTANCE_TEMPLATE = PROJECT / "orchestration" / "instance" / "local.yaml"
+QUICK = {
+    # Shorter waits than a deployment wants, so that simulations and tests move along.
+    "run_coordinator": {"config": {"dequeue_interval_seconds": 1}},
+    "run_monitoring": {"start_timeout_seconds": 30, "poll_interval_seconds": 5},
+}
+
+
+def instance_yaml() -> str:
+    """The local profile's instance settings with the quick waits merged in."""
+    settings = yaml.safe_load(INSTANCE_TEMPLATE.read_text())
+    for section, values in QUICK.items():
+        merged = settings.setdefault(section, {})
+        for key, value in values.items():
+            merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+    return yaml.safe_dump(settings, sort_keys=False)
 
 
 def free_port() -> int:
@@ -149,6 +158,16 @@ class DagsterServices:
         data = self.graphql(BACKFILLS)["partitionBackfillsOrError"]
         return [str(b["id"]) for b in data["results"]]
 
+    def start_sensor(self, name: str) -> None:
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": "__repository__",
+            "sensorName": name,
+        }
+        data = self.graphql(START_SENSOR, {"selector": selector})["startSensor"]
+        if data["__typename"] != "Sensor":
+            raise RuntimeError(f"sensor {name} did not start: {data}")
+
     def runs(self) -> list[dict[str, Any]]:
         return self.graphql(RUNS)["runsOrError"]["results"]
 
@@ -177,7 +196,22 @@ BACKFILLS = """
 query { partitionBackfillsOrError(limit: 50) { ... on PartitionBackfills { results { id status } } } }
 """
 RUNS = """
-query { runsOrError(limit: 200) { ... on Runs { results { runId status tags { key value } } } } }
+query {
+  runsOrError(limit: 500) {
+    ... on Runs { results { runId jobName status startTime endTime tags { key value } assetSelection { path } } }
+  }
+}
+"""
+START_SENSOR = """
+mutation Start($selector: SensorSelector!) {
+  startSensor(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { name }
+    ... on PythonError { message }
+    ... on SensorNotFoundError { message }
+    ... on UnauthorizedError { message }
+  }
+}
 """
 
 
@@ -186,7 +220,7 @@ def dagster_services(root: Path, extra_env: dict[str, str] | None = None) -> Ite
     home, data, logs = root / "dagster_home", root / "data", root / "logs"
     for folder in (home, data, logs):
         folder.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    (home / "dagster.yaml").write_text(instance_yaml())
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
