@@ -31,6 +31,8 @@ BENCHMARKS = (
     "log_growth",
     "training_throughput",
     "dvc_snapshot",
+    "sensor_tick",
+    "control_plane",
 )
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import requests
 import yaml
 
@@ -158,6 +159,33 @@ class DagsterServices:
         data = self.graphql(BACKFILLS)["partitionBackfillsOrError"]
         return [str(b["id"]) for b in data["results"]]
 
+    def launch_run(self, job: str, tags: dict[str, str]) -> str:
+        params = {
+            "selector": {
+                "repositoryLocationName": LOCATION,
+                "repositoryName": "__repository__",
+                "jobName": job,
+            },
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+            "runConfigData": {},
+        }
+        data = self.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
+        if data["__typename"] != "LaunchRunSuccess":
+            raise RuntimeError(f"run of {job} was not launched: {data}")
+        return str(data["run"]["runId"])
+
+    def run_stats(self, run_id: str) -> dict[str, Any]:
+        return self.graphql(RUN_STATS, {"id": run_id})["runOrError"]
+
+    def wait_for_run(self, run_id: str, timeout: float = 300) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = self.run_stats(run_id)
+            if stats["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+                return stats
+            time.sleep(0.5)
+        raise TimeoutError(f"run {run_id} not done after {timeout}s")
+
     def start_sensor(self, name: str) -> None:
         selector = {
             "repositoryLocationName": LOCATION,
@@ -202,6 +230,24 @@ query {
   }
 }
 """
+LAUNCH_RUN = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on InvalidSubsetError { message }
+  }
+}
+"""
+RUN_STATS = """
+query Stats($id: ID!) {
+  runOrError(runId: $id) {
+    ... on Run { runId status startTime endTime creationTime stepStats { stepKey status startTime endTime } }
+  }
+}
+"""
 START_SENSOR = """
 mutation Start($selector: SensorSelector!) {
   startSensor(sensorSelector: $selector) {
@@ -230,10 +276,14 @@ def dagster_services(root: Path, extra_env: dict[str, str] | None = None) -> Ite
         **(extra_env or {}),
     }
     services = DagsterServices(home, data, free_port(), env, logs)
+    # Create the instance's storage once, here: two processes initializing a new SQLite
+    # instance at the same moment can stamp its schema version twice.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
     try:
         services.start("webserver")
-        services.start("daemon")
         services.wait_until_up()
+        services.start("daemon")
         yield services
     finally:
         for name in list(services.processes):

@@ -88,6 +88,27 @@ def test_what_the_sensor_requests_runs_and_lands_exactly_those_days(platform: Pl
     assert days == [dt.date(2013, 2, d) for d in range(1, 16)]
 
 
+def test_a_file_that_disappears_after_its_request_fails_clearly_and_is_reported(platform: Platform) -> None:
+    result = tick(platform, None)
+    request = next(r for r in result.run_requests or [] if r.tags[RANGE_END] == "2013-02-15")
+    gone = platform.landing_dir / "flights" / "2013-02-10.csv"
+    gone.unlink()
+    run = dg.materialize(
+        ASSETS,
+        selection=request.asset_selection,
+        tags=request.tags,
+        resources=platform.resources,
+        raise_on_error=False,
+    )
+    assert not run.success
+    failure = next(e for e in run.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert f"landing file {gone} does not exist" in str(failure.step_failure_data.error)
+    assert not platform.store.exists("bronze/flights") or platform.store.read("bronze/flights").is_empty()
+    later = tick(platform, result.cursor)
+    assert later.run_requests == []
+    assert str(gone) not in json.loads(later.cursor or "{}")["files"]  # forgotten: a new delivery is new
+
+
 def test_a_year_of_new_files_is_one_quick_tick_of_a_few_runs(tmp_path: Path) -> None:
     replay(tmp_path / "landing", dt.date(2013, 1, 1), dt.date(2013, 12, 31))
     platform = Platform(tmp_path)
