@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from assets import deployment, evaluation, features, ingestion, lineage, training
-from ml.dvc_repo import DvcRepo
+from ml.dvc_repo import init_pipeline_repo
 from ml.lake import DeltaStore
 from ml.landing_zone import LandingZone
 from ml.replay import replay
@@ -112,33 +110,9 @@ def day(n: int) -> dt.date:
     return dt.date(2013, 1, 1) + dt.timedelta(days=n - 1)
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
-
-
 def make_dvc_repo(root: Path, params_override: dict | None = None) -> Path:
-    """A git + DVC repository holding the project's pipeline files and a local remote."""
-    repo = root / "repo"
-    repo.mkdir()
-    shutil.copy(PROJECT / "dvc.yaml", repo / "dvc.yaml")
-    shutil.copytree(PROJECT / "ml", repo / "ml", ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    for section, values in (params_override or {}).items():
-        params.setdefault(section, {}).update(values)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "pipeline")
-    dvc = DvcRepo(repo)
-    dvc.run("init", "-q")
-    (root / "dvc-remote").mkdir()
-    dvc.run("remote", "add", "-d", "local", str(root / "dvc-remote"))
-    return repo
+    """A git + DVC repository (`root/repo`) holding the project's pipeline files and a local remote."""
+    return init_pipeline_repo(root / "repo", PROJECT, root / "dvc-remote", params_override).root
 
 
 SMALL_SPLITS = {"training_set": {"validation_days": 3, "test_days": 3, "cutoff": ""}}
