@@ -16,15 +16,44 @@ from collections.abc import Mapping
 from resources import (
     ArtifactStore,
     DvcResource,
+    K8sLauncher,
     LakeResource,
     LandingResource,
     LandingWatch,
     LocalLauncher,
     RetrainPolicy,
+    TrainingLauncher,
 )
 
 PROFILE_VARIABLE = "PLATFORM_PROFILE"
-PROFILES = ("local",)
+PROFILES = ("local", "k8s")
+
+
+def _json(env: Mapping[str, str], name: str, default: str) -> object:
+    try:
+        return json.loads(env.get(name, default))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name} is not valid JSON: {exc}") from exc
+
+
+def _launcher(profile: str, env: Mapping[str, str]) -> TrainingLauncher:
+    """Where training runs: a local subprocess, or a GPU pod in the `k8s` profile."""
+    if profile == "local":
+        return LocalLauncher(cwd=env.get("PLATFORM_REPO_ROOT", "."))
+    image = env.get("PLATFORM_TRAINING_IMAGE", "")
+    if not image:
+        raise ValueError("the k8s profile needs PLATFORM_TRAINING_IMAGE (the training image to run)")
+    return K8sLauncher(
+        image=image,
+        namespace=env.get("PLATFORM_K8S_NAMESPACE", "dagster"),
+        gpu_count=int(env.get("PLATFORM_GPU_COUNT", "1")),
+        gpu_resource=env.get("PLATFORM_GPU_RESOURCE", "nvidia.com/gpu"),
+        node_selector=_json(env, "PLATFORM_GPU_NODE_SELECTOR", "{}"),  # type: ignore[arg-type]
+        tolerations=_json(env, "PLATFORM_GPU_TOLERATIONS", "[]"),  # type: ignore[arg-type]
+        service_account=env.get("PLATFORM_K8S_SERVICE_ACCOUNT", ""),
+        image_pull_secrets=[s for s in env.get("PLATFORM_IMAGE_PULL_SECRETS", "").split(",") if s],
+        env_from_secret=env.get("PLATFORM_STORAGE_SECRET", ""),
+    )
 
 
 def build_resources(env: Mapping[str, str]) -> dict[str, object]:
@@ -46,7 +75,7 @@ def build_resources(env: Mapping[str, str]) -> dict[str, object]:
             repo_root=env.get("PLATFORM_REPO_ROOT", "."), remote=env.get("PLATFORM_DVC_REMOTE", "")
         ),
         "artifacts": ArtifactStore(root=env.get("PLATFORM_ARTIFACTS_URI", f"{data_dir}/models")),
-        "launcher": LocalLauncher(cwd=env.get("PLATFORM_REPO_ROOT", ".")),
+        "launcher": _launcher(profile, env),
         "landing_watch": LandingWatch(
             settle_seconds=float(env.get("PLATFORM_LANDING_SETTLE_SECONDS", "10")),
             max_days_per_run=int(env.get("PLATFORM_LANDING_MAX_DAYS_PER_RUN", "31")),

@@ -5,11 +5,12 @@ from resources.automation import LandingWatch, RetrainPolicy
 from resources.dvc import DvcResource
 from resources.lake import LakeResource
 from resources.landing import LandingResource
-from resources.launcher import LocalLauncher, TrainingLauncher, TrainingRequest
+from resources.launcher import K8sLauncher, LocalLauncher, TrainingLauncher, TrainingRequest
 
 __all__ = [
     "ArtifactStore",
     "DvcResource",
+    "K8sLauncher",
     "LakeResource",
     "LandingResource",
     "LandingWatch",

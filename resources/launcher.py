@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import dagster as dg
 from pydantic import Field
 
+from resources.k8s_pod import PodSettings, pod_labels, pod_spec
+
 
 @dataclass(frozen=True)
 class TrainingRequest:
@@ -40,3 +42,77 @@ class LocalLauncher(TrainingLauncher):
         client = dg.PipesSubprocessClient(cwd=self.cwd, env=self.env or None)
         command = [sys.executable, "-m", "ml.train", *request.arguments()]
         return client.run(context=context, command=command).get_materialize_result()
+
+
+class K8sLauncher(TrainingLauncher):
+    """Runs the same entrypoint in a GPU pod through `dagster_k8s.PipesK8sClient` (profile `k8s`).
+
+    The pod spec (`resources.k8s_pod`) carries the GPU limits, node selector, tolerations, a
+    memory-backed /dev/shm, a deadline, non-root and read-only-root security settings, the
+    storage credentials from a Secret (never a value in config) and labels naming the run.
+    """
+
+    image: str = Field(description="Training image (deploy/training.Dockerfile).")
+    namespace: str = Field(default="dagster")
+    gpu_count: int = Field(default=1, ge=0, description="GPUs per pod; 0 trains on the pod's CPUs.")
+    gpu_resource: str = Field(default="nvidia.com/gpu", description="Extended resource name of the GPU.")
+    cpu_request: str = Field(default="4")
+    cpu_limit: str = Field(default="8")
+    memory_request: str = Field(default="16Gi")
+    memory_limit: str = Field(default="32Gi")
+    shm_size: str = Field(default="8Gi", description="Size of the memory-backed /dev/shm.")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, str]] = Field(default_factory=list)
+    service_account: str = Field(default="", description="Service account of the pod (none: the default).")
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    env_from_secret: str = Field(default="", description="Secret whose keys become the pod's environment.")
+    active_deadline_seconds: int = Field(default=6 * 3600, ge=60)
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
+    load_incluster_config: bool = Field(default=True, description="False: use kubeconfig_file instead.")
+    kubeconfig_file: str | None = Field(default=None)
+    poll_interval: float = Field(default=5.0, gt=0)
+
+    def settings(self) -> PodSettings:
+        return PodSettings(
+            image=self.image,
+            namespace=self.namespace,
+            gpu_count=self.gpu_count,
+            gpu_resource=self.gpu_resource,
+            cpu_request=self.cpu_request,
+            cpu_limit=self.cpu_limit,
+            memory_request=self.memory_request,
+            memory_limit=self.memory_limit,
+            shm_size=self.shm_size,
+            node_selector=self.node_selector,
+            tolerations=self.tolerations,
+            service_account=self.service_account,
+            image_pull_secrets=self.image_pull_secrets,
+            env_from_secret=self.env_from_secret,
+            active_deadline_seconds=self.active_deadline_seconds,
+            labels=self.labels,
+        )
+
+    def command(self, request: TrainingRequest) -> list[str]:
+        return ["python", "-m", "ml.train", *request.arguments()]
+
+    def launch(self, context: dg.AssetExecutionContext, request: TrainingRequest) -> dg.MaterializeResult:
+        from dagster_k8s import PipesK8sClient
+
+        settings = self.settings()
+        command = self.command(request)
+        client = PipesK8sClient(
+            load_incluster_config=self.load_incluster_config,
+            kubeconfig_file=self.kubeconfig_file,
+            poll_interval=self.poll_interval,
+        )
+        invocation = client.run(
+            context=context,
+            image=self.image,
+            command=command,
+            namespace=self.namespace,
+            base_pod_meta={
+                "labels": pod_labels(settings, context.run_id, context.asset_key.to_user_string())
+            },
+            base_pod_spec=pod_spec(settings, command),
+        )
+        return invocation.get_materialize_result()
