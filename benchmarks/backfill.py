@@ -39,8 +39,6 @@ from benchmarks.common import (
     FEATURES,
     FIRST_DAY,
     LAST_DAY,
-    RANGE_END,
-    RANGE_START,
     Report,
     Timers,
     arguments,
@@ -56,7 +54,7 @@ from benchmarks.common import (
 from ml.features import KEY_COLUMNS, build_features
 from ml.lake import DeltaStore
 from ml.schemas import FLIGHTS_LANDING, NULL_VALUES, PLANES_LANDING, TIMESTAMP_UTC, WEATHER_LANDING
-from orchestration.partitions import daily_partitions
+from orchestration.partitions import daily_partitions, range_tags
 
 TARGET_BARE = 1.5
 # One-partition runs cost about 0.5-0.8 s each and that cost stays flat over the year (a run
@@ -117,7 +115,7 @@ def floor_assets() -> list[dg.AssetsDefinition]:
 
 
 def floor_run(first: dt.date, last: dt.date) -> float:
-    tags = {RANGE_START: first.isoformat(), RANGE_END: last.isoformat()}
+    tags = range_tags(first, last)
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     return seconds(lambda: dg.materialize(floor_assets(), tags=tags, run_config=quiet))
 

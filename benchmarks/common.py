@@ -27,10 +27,10 @@ from ml.replay import replay
 from ml.reporting import text_table
 from ml.schemas import AIRLINES_LANDING, AIRPORTS_LANDING, FLIGHTS_LANDING
 from ml.validation import validate_flights
+from orchestration.partitions import range_tags
 from resources import LakeResource, LandingResource
 
 FIRST_DAY, LAST_DAY = dt.date(2013, 1, 1), dt.date(2013, 12, 31)
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 ASSETS = dg.load_assets_from_modules([ingestion, features])
 REFERENCE = ("bronze/planes", "bronze/airports", "bronze/airlines")
 BRONZE = ("bronze/flights", "bronze/weather")
@@ -166,7 +166,7 @@ class Lake:
         """
         tags = {}
         if first is not None:
-            tags = {RANGE_START: first.isoformat(), RANGE_END: (last or first).isoformat()}
+            tags = range_tags(first, last or first)
         selection = dg.AssetSelection.assets(*(dg.AssetKey.from_user_string(k) for k in keys))
         # the ephemeral instance dg.materialize would make, kept to read the run's event log
         with dg.DagsterInstance.ephemeral() as instance:

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from benchmarks.common import RANGE_END, RANGE_START, Report, arguments, replay_landing
+from benchmarks.common import Report, arguments, replay_landing
 from orchestration.definitions import build_definitions
 from orchestration.local_services import dagster_services
+from orchestration.partitions import range_tags
 
 TARGET = 0.10
 HISTORY_FIRST, HISTORY_LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 28)
@@ -46,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
             instance = dg.DagsterInstance.from_config(str(services.home))
             defs = build_definitions(env)
             assert defs.resolve_job_def("reference_data").execute_in_process(instance=instance).success
-            history = {RANGE_START: HISTORY_FIRST.isoformat(), RANGE_END: HISTORY_LAST.isoformat()}
+            history = range_tags(HISTORY_FIRST, HISTORY_LAST)
             assert (
                 defs.resolve_job_def("daily_ingestion")
                 .execute_in_process(instance=instance, tags=history)

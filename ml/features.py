@@ -136,6 +136,7 @@ def _trailing(history: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
                 pl.col("n").cum_sum().over(list(key)).alias("n"),
                 pl.col("d").cum_sum().over(list(key)).alias("d"),
             )
+            .sort("as_of")
         )
         stats = targets.select([*key, "flight_date"]).unique()
         for offset in sorted({1, *(w + 1 for w in WINDOWS)}):
@@ -143,7 +144,7 @@ def _trailing(history: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
                 (pl.col("flight_date") - pl.duration(days=offset)).alias("as_of")
             ).sort("as_of")
             looked_up = looked_up.join_asof(
-                totals.sort("as_of"), on="as_of", by=list(key), strategy="backward", check_sortedness=False
+                totals, on="as_of", by=list(key), strategy="backward", check_sortedness=False
             )
             stats = (
                 looked_up.drop("as_of")

@@ -88,10 +88,9 @@ def ingest_days(
         schema={SOURCE_COLUMN: pl.String(), DAY_COLUMN: pl.Date()},
     )
     validated = validate(parsed.frame.join(day_of, on=SOURCE_COLUMN, how="left"))
-    delivered = dict(parsed.frame.group_by(SOURCE_COLUMN).len().iter_rows())
     rejected = dict(validated.rejects.group_by("source_file").len().iter_rows())
     landed = [
-        LandedDay(day, uri, hashlib.md5(data).hexdigest(), delivered.get(uri, 0), rejected.get(uri, 0))
+        LandedDay(day, uri, hashlib.md5(data).hexdigest(), parsed.rows[uri], rejected.get(uri, 0))
         for uri, (day, data) in files.items()
     ]
     return Batch(landed, validated.valid, validated.rejects)

@@ -40,6 +40,8 @@ class ParsedFiles:
 
     frame: pl.DataFrame
     errors: dict[str, LandingFileError] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    """Data rows delivered by each file that parsed."""
 
 
 @dataclass(frozen=True)
@@ -115,14 +117,13 @@ def _check_file(data: bytes, contract: LandingContract, source: str) -> _Checked
 def _read_strings(header: tuple[str, ...], body: bytes) -> pl.DataFrame:
     if not body:
         return pl.DataFrame(schema=dict.fromkeys(header, pl.String()))
-    frame = pl.read_csv(
+    return pl.read_csv(
         io.BytesIO(body),
         has_header=False,
         infer_schema=False,
         null_values=NULL_VALUES,
         new_columns=list(header),
     )
-    return frame
 
 
 def _source_tags(members: list[_Checked]) -> pl.Series:
@@ -198,7 +199,8 @@ def parse_landing_files(files: Sequence[tuple[str, bytes]], contract: LandingCon
         except LandingFileError as exc:
             errors[source] = exc
     parsed = _cast(_raw_frame(checked), contract)
-    return ParsedFiles(parsed.frame, {**errors, **parsed.errors})
+    rows = {c.source: c.rows for c in checked if c.source not in parsed.errors}
+    return ParsedFiles(parsed.frame, {**errors, **parsed.errors}, rows)
 
 
 def parse_landing_csv(data: bytes, contract: LandingContract, source: str) -> pl.DataFrame:

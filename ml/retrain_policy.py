@@ -39,7 +39,7 @@ def decide(
     if not feature_days:
         return Decision(False, "no feature days yet")
     latest = max(feature_days)
-    new = sorted(d for d in set(feature_days) if last_cutoff is None or d > last_cutoff)
+    new = {d for d in feature_days if last_cutoff is None or d > last_cutoff}
     if new_days_threshold <= 0:
         return Decision(False, "the new-days rule is off")
     if len(new) < new_days_threshold:

@@ -21,10 +21,10 @@ from ml.registry import ModelRegistry
 from ml.replay import replay
 from ml.reporting import text_table
 from orchestration.definitions import build_definitions
+from orchestration.partitions import range_tags
 from orchestration.profiles import build_resources
 
 FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 12, 31)
-RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
@@ -96,7 +96,7 @@ def main() -> int:
         defs,
         instance,
         "daily_ingestion",
-        dict(zip(RANGE_TAGS, (FIRST.isoformat(), LAST.isoformat()), strict=True)),
+        range_tags(FIRST, LAST),
     )
     promoted = run(defs, instance, "train_evaluate_promote", must_succeed=False)
     store = resources["lake"].store()  # type: ignore[attr-defined]

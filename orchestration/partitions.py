@@ -6,6 +6,8 @@ import datetime as dt
 
 import dagster as dg
 
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
 FIRST_DAY = dt.date(2013, 1, 1)
 LAST_DAY = dt.date(2013, 12, 31)
 
@@ -19,6 +21,11 @@ daily_partitions = dg.DailyPartitionsDefinition(
 def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:
     """The days of a run: one partition or a whole range (single-run backfills)."""
     return [dt.date.fromisoformat(key) for key in context.partition_keys]
+
+
+def range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
+    """Run tags that make one run of a range of days (assets with a single-run backfill policy)."""
+    return {RANGE_START: first.isoformat(), RANGE_END: last.isoformat()}
 
 
 def days_label(days: list[dt.date]) -> str:

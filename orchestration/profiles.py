@@ -61,7 +61,7 @@ def build_resources(env: Mapping[str, str]) -> dict[str, object]:
     if profile not in PROFILES:
         raise ValueError(f"{PROFILE_VARIABLE}={profile!r} is not one of {', '.join(PROFILES)}")
     data_dir = env.get("PLATFORM_DATA_DIR", ".data").rstrip("/")
-    options = json.loads(env.get("PLATFORM_STORAGE_OPTIONS", "{}"))
+    options = _json(env, "PLATFORM_STORAGE_OPTIONS", "{}")
     if not isinstance(options, dict):
         raise ValueError("PLATFORM_STORAGE_OPTIONS must be a JSON object of strings")
     return {

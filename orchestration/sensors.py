@@ -8,11 +8,10 @@ import dagster as dg
 
 from ml.landing_watch import plan, read_cursor, write_cursor
 from orchestration.jobs import bronze_job
-from orchestration.partitions import FIRST_DAY, LAST_DAY
+from orchestration.partitions import FIRST_DAY, LAST_DAY, range_tags
 from resources import LandingResource, LandingWatch
 
 DATASETS = ("flights", "weather")
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 @dg.sensor(
@@ -52,8 +51,7 @@ def landing_sensor(
             run_key=r.run_key,
             asset_selection=[dg.AssetKey(["bronze", r.dataset])],
             tags={
-                RANGE_START: r.first.isoformat(),
-                RANGE_END: r.last.isoformat(),
+                **range_tags(r.first, r.last),
                 "platform/trigger": "landing",
             },
         )

@@ -31,6 +31,7 @@ from ml.registry import ModelRegistry
 from ml.replay import replay
 from orchestration.definitions import build_definitions
 from orchestration.local_services import PROJECT, DagsterServices, dagster_services
+from orchestration.partitions import RANGE_END, RANGE_START
 
 FEATURES = dg.AssetKey(["features", "flight_features"])
 SENSORS = ("landing_sensor", "features_automation", "retrain_sensor")
@@ -48,6 +49,9 @@ class Timeline:
     def say(self, text: str, at: float | None = None) -> None:
         print(f"[{(at or time.time()) - self.start:7.1f}s] {text}", flush=True)
 
+    def finished(self, job: str) -> bool:
+        return any(self.jobs[run] == job and status in DONE for run, status in self.runs.items())
+
     def freshness(self) -> list[float]:
         return [self.built[d] - self.landed[d] for d in self.landed if d in self.built]
 
@@ -58,7 +62,7 @@ def describe(run: dict) -> str:
     days = tags.get("dagster/partition") or "..".join(
         filter(
             None,
-            (tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")),
+            (tags.get(RANGE_START), tags.get(RANGE_END)),
         )
     )
     trigger = (
@@ -139,23 +143,17 @@ def simulate(
                 dropped, next_drop = dropped + 1, next_drop + interval
             busy = follow(services, instance, timeline)
             all_built = dropped == days and all(d in timeline.built for d in timeline.landed)
-            trained = (
-                retrain_days == 0
-                or days < retrain_days
-                or any(
-                    "train_evaluate_promote" in describe(r) for r in services.runs() if r["status"] in DONE
-                )
-            )
+            trained = retrain_days == 0 or days < retrain_days or timeline.finished("train_evaluate_promote")
             if all_built and trained and not busy:
                 break
             time.sleep(1)
         else:
             timeline.say(f"timed out after {timeout:.0f}s")
         follow(services, instance, timeline)
-    return report(timeline, data, timeline.jobs)
+    return report(timeline, data)
 
 
-def report(timeline: Timeline, data: Path, jobs: dict[str, str]) -> int:
+def report(timeline: Timeline, data: Path) -> int:
     fresh = timeline.freshness()
     print("\nsummary")
     print(f"- days landed: {len(timeline.landed)}, features built: {len(timeline.built)}")
@@ -176,7 +174,7 @@ def report(timeline: Timeline, data: Path, jobs: dict[str, str]) -> int:
         )
     # A training run that the gate stopped failed as designed: its model is registered as rejected.
     rejected = sum(m.status == "rejected" for m in models)
-    gate_stops = [r for r in failed if jobs.get(r) == "train_evaluate_promote"][:rejected]
+    gate_stops = [r for r in failed if timeline.jobs[r] == "train_evaluate_promote"][:rejected]
     missing = [d for d in timeline.landed if d not in timeline.built]
     return 1 if missing or len(failed) > len(gate_stops) else 0
 

@@ -16,10 +16,10 @@ from ml.dvc_repo import init_pipeline_repo
 from ml.lake import DeltaStore
 from ml.landing_zone import LandingZone
 from ml.replay import replay
+from orchestration.partitions import range_tags
 from resources import ArtifactStore, DvcResource, LakeResource, LandingResource, LocalLauncher
 
 REPLAY_FIRST, REPLAY_LAST = dt.date(2013, 1, 1), dt.date(2013, 2, 15)
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 PROJECT = Path(__file__).resolve().parents[1]
 ASSETS = [
     *dg.load_assets_from_modules([ingestion, features, training, evaluation, deployment]),
@@ -77,7 +77,7 @@ class Platform:
     ) -> dg.ExecuteInProcessResult:
         tags = {}
         if first is not None:
-            tags = {RANGE_START: first.isoformat(), RANGE_END: (last or first).isoformat()}
+            tags = range_tags(first, last or first)
         return dg.materialize(
             ASSETS,
             selection=list(selection),

@@ -11,6 +11,7 @@ import pytest
 
 from ml.replay import replay
 from orchestration.local_services import DagsterServices, dagster_services
+from orchestration.partitions import RANGE_END, RANGE_START
 from tests.conftest import Platform
 
 pytestmark = pytest.mark.slow
@@ -48,8 +49,4 @@ def test_the_sensor_cursor_survives_a_daemon_restart(tmp_path: Path) -> None:
         runs = wait_for_runs(services, 3)
     assert len(runs) == 3
     newest = {t["key"]: t["value"] for t in runs[0]["tags"]}
-    assert (
-        newest["dagster/asset_partition_range_start"]
-        == newest["dagster/asset_partition_range_end"]
-        == "2013-01-03"
-    )
+    assert newest[RANGE_START] == newest[RANGE_END] == "2013-01-03"

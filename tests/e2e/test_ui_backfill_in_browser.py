@@ -13,7 +13,8 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from orchestration.local_services import dagster_services
-from tests.conftest import ASSETS, PROJECT, RANGE_END, RANGE_START, Platform
+from orchestration.partitions import range_tags
+from tests.conftest import ASSETS, PROJECT, Platform
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +54,7 @@ def test_a_features_backfill_launched_from_the_ui_dialog_completes(
     shutil.copytree(replayed_landing, data.landing_dir)
     with dagster_services(tmp_path) as services:
         instance = dg.DagsterInstance.from_config(str(services.home))
-        tags = {RANGE_START: "2013-01-01", RANGE_END: LAST.isoformat()}
+        tags = range_tags(dt.date(2013, 1, 1), LAST)
         for selection, run_tags in (
             (["bronze/planes", "bronze/airports", "bronze/airlines"], {}),
             (["bronze/flights", "bronze/weather"], tags),

@@ -12,9 +12,10 @@ import polars as pl
 import pytest
 
 from ml.replay import replay
+from orchestration.partitions import RANGE_END, RANGE_START
 from orchestration.retraining import retrain_sensor
 from orchestration.schedules import daily_ingestion_schedule
-from orchestration.sensors import RANGE_END, RANGE_START, landing_sensor
+from orchestration.sensors import landing_sensor
 from resources import DvcResource, LakeResource, LandingWatch, RetrainPolicy
 from tests.conftest import ASSETS, Platform, day
 
