@@ -50,6 +50,8 @@ from ml import train
 from ml.model import ModelConfig, TabularNet
 from ml.params import load_params
 from ml.preprocess import Preprocessor
+from ml.train_reporting import device_name
+from ml.trainer import TrainParams
 from ml.training_set import FEATURES_TABLE, SplitSizes, split_by_time, write_snapshot
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -89,7 +91,7 @@ def run_entrypoint(snapshot: Path, work: Path, section: dict[str, Any], device: 
 
 def bare_loop(snapshot: Path, section: dict[str, Any], device: torch.device, epochs: int) -> list[float]:
     """Samples/s per epoch of the plainest loop over in-memory tensors (one untimed warm-up epoch)."""
-    params = train.TrainParams.from_section(section)
+    params = TrainParams.from_section(section)
     manifest, frames = train.read_training_set(snapshot)
     preprocessor = Preprocessor.fit(frames["train"], manifest["categorical"], manifest["numeric"])
     data = train.to_split("train", frames["train"], preprocessor, manifest["label"], device)
@@ -158,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
     entry = [row["samples_per_second"] for row in runs[device.type]["history"]]
     value = statistics.median(entry) / statistics.median(bare)
     report.table(
-        f"Training loop samples/s on {train.device_name(device)}, batch {section['batch_size']}, "
+        f"Training loop samples/s on {device_name(device)}, batch {section['batch_size']}, "
         f"{train_rows:,} train rows, median of {epochs} epochs",
         [
             {
