@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster_shared.error import SerializableErrorInfo
 
 from assets import deployment, evaluation, features, ingestion, lineage, training
 from ml.dvc_repo import init_pipeline_repo
@@ -108,6 +109,32 @@ def platform(tmp_path: Path, replayed_landing: Path) -> Platform:
 def day(n: int) -> dt.date:
     """Day n of 2013 counted from 1 (day(1) is 2013-01-01)."""
     return dt.date(2013, 1, 1) + dt.timedelta(days=n - 1)
+
+
+def error_text(error: SerializableErrorInfo | None) -> str:
+    """The message of an error and of every error it was caused by."""
+    parts: list[str] = []
+    while error is not None:
+        parts.append(error.message)
+        error = error.cause
+    return "\n".join(parts)
+
+
+def failures(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """Failed step key -> the full error text of its failure."""
+    return {
+        event.step_key or "": error_text(event.step_failure_data.error)
+        for event in result.all_events
+        if event.is_step_failure
+    }
+
+
+def landing_file(platform: Platform, n: int, dataset: str = "flights") -> Path:
+    return platform.landing_dir / dataset / f"{day(n).isoformat()}.csv"
+
+
+def uri(path: Path) -> str:
+    return str(path.resolve())
 
 
 def make_dvc_repo(root: Path, params_override: dict | None = None) -> Path:
