@@ -1,4 +1,4 @@
-"""Landing sensor tick: duration with 1, 100 and all 730 new files, ÷ a bare listing of the same folders.
+"""Landing sensor tick: duration with 1, 100, 730 and 1,000 new files, ÷ a bare listing of the same folders.
 
     python -m benchmarks.sensor_tick [--quick]
 
@@ -6,8 +6,11 @@ A tick is `landing_sensor` evaluated in-process on a real landing zone (what the
 runs, without the gRPC hop): list both dataset folders, compare each file's signature
 with the cursor, batch new days into range runs. The baseline is `os.scandir` of the same
 folders with a stat of every file. 730 is every day file 2013 admits (flights and weather
-for 365 days); names outside the partitions are quarantined, not requested. `plan()`
-alone is also timed on 1,000 and 10,000 synthetic files to show how the logic scales.
+for 365 days). The 1,000-file tick holds those 730 plus 270 new files named for days of
+2014, which the partitions do not admit: the tick requests the 730 and moves the 270 to
+quarantine with their reason files, so each of its repeats starts from a fresh copy of
+the zone (the copy is not timed). `plan()` alone is also timed on 1,000 and 10,000
+synthetic files to show how the logic scales.
 """
 
 from __future__ import annotations
@@ -54,8 +57,12 @@ def listing(landing: Path) -> float:
     return time.perf_counter() - start
 
 
-def subset(source: Path, target: Path, files: int) -> None:
-    """A landing zone holding the first `files` day files of `source` (alternating datasets)."""
+def subset(source: Path, target: Path, files: int) -> int:
+    """A landing zone of `files` new day files from `source` (alternating datasets).
+
+    Past the 730 files of 2013, the rest are copies named for days of 2014: new files the
+    tick must handle but not request. Returns how many of those there are.
+    """
     names = sorted((source / "flights").iterdir())
     for dataset in DATASETS:
         (target / dataset).mkdir(parents=True)
@@ -66,12 +73,18 @@ def subset(source: Path, target: Path, files: int) -> None:
             if copied < files:
                 shutil.copy2(source / dataset / path.name, target / dataset / path.name)
                 copied += 1
+    outside = files - copied
+    for i in range(outside):
+        dataset = DATASETS[i % 2]
+        day = dt.date(2014, 1, 1) + dt.timedelta(days=i // 2)
+        shutil.copy2(source / dataset / names[i // 2].name, target / dataset / f"{day}.csv")
+    return outside
 
 
 def main(argv: Sequence[str] | None = None) -> Report:
     args = arguments(__doc__.split("\n\n")[0], argv)
     report = Report("sensor_tick", args.quick)
-    sizes = (1, 100, 730)
+    sizes = (1, 100, 730, 1_000)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-sensor-") as tmp:
         work = Path(tmp)
@@ -80,18 +93,27 @@ def main(argv: Sequence[str] | None = None) -> Report:
         for n in sizes:
             if args.quick and n > 180:
                 continue
-            landing = work / f"landing-{n}"
-            subset(source, landing, n)
-            ticks, lists, runs = [], [], 0
-            for _ in range(REPEATS):
-                seconds, runs = tick(landing, work / f"quarantine-{n}")
-                ticks.append(seconds)
+            pristine = work / f"landing-{n}"
+            outside = subset(source, pristine, n)
+            ticks, lists, runs, quarantined = [], [], 0, 0
+            for repeat in range(REPEATS):
+                landing, quarantine = pristine, work / f"quarantine-{n}"
+                if outside:
+                    landing = work / f"landing-{n}-{repeat}"
+                    quarantine = work / f"quarantine-{n}-{repeat}"
+                    shutil.copytree(pristine, landing)
                 lists.append(listing(landing))
+                seconds, runs = tick(landing, quarantine)
+                ticks.append(seconds)
+                quarantined = sum(1 for p in quarantine.rglob("*.csv")) if quarantine.exists() else 0
+            if quarantined != outside:
+                raise RuntimeError(f"the tick quarantined {quarantined} files, expected {outside}")
             t, b = statistics.median(ticks), statistics.median(lists)
             rows.append(
                 {
                     "new files": n,
                     "runs requested": runs,
+                    "quarantined": quarantined,
                     "tick (median)": f"{t * 1e3:.1f} ms",
                     "bare listing": f"{b * 1e3:.2f} ms",
                     "tick ÷ listing": ratio(t / b),
