@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(PYTHON) -m venv $(VENV)/dvc
-	$(VENV)/dvc/bin/python -m pip install --quiet "dvc>=3.67,<4"
+	$(VENV)/dvc/bin/python -m pip install --quiet "dvc[s3]>=3.67,<4"
 	touch $(STAMP)
 
 # The local profile's Dagster instance: SQLite storage in $(DAGSTER_HOME).
