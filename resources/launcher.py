@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import dagster as dg
 from pydantic import Field
 
-from resources.k8s_pod import PodSettings, pod_labels, pod_spec
+from resources.k8s_pod import CONTAINER, PodSettings, pod_labels, pod_spec
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class K8sLauncher(TrainingLauncher):
     The pod spec (`resources.k8s_pod`) carries the GPU limits, node selector, tolerations, a
     memory-backed /dev/shm, a deadline, non-root and read-only-root security settings, the
     storage credentials from a Secret (never a value in config) and labels naming the run.
+    Every wait is bounded (`resources.k8s_watch`): a pod that cannot start, fails, or is
+    deleted ends the step with an error naming the pod, its namespace and the reason.
     """
 
     image: str = Field(description="Training image (deploy/training.Dockerfile).")
@@ -71,6 +73,12 @@ class K8sLauncher(TrainingLauncher):
     load_incluster_config: bool = Field(default=True, description="False: use kubeconfig_file instead.")
     kubeconfig_file: str | None = Field(default=None)
     poll_interval: float = Field(default=5.0, gt=0)
+    startup_timeout: float = Field(
+        default=900.0,
+        gt=0,
+        description="Seconds the pod may take to be scheduled, pull its image and start; then the step fails.",
+    )
+    log_tail_lines: int = Field(default=40, ge=1, description="Log lines quoted when the container fails.")
 
     def settings(self) -> PodSettings:
         return PodSettings(
@@ -96,11 +104,17 @@ class K8sLauncher(TrainingLauncher):
         return ["python", "-m", "ml.train", *request.arguments()]
 
     def launch(self, context: dg.AssetExecutionContext, request: TrainingRequest) -> dg.MaterializeResult:
-        from dagster_k8s import PipesK8sClient
+        from resources.k8s_watch import BoundedPipesK8sClient
 
         settings = self.settings()
         command = self.command(request)
-        client = PipesK8sClient(
+        # The pod cannot outlive its deadline; a little more covers the kubelet reporting it.
+        run_timeout = self.active_deadline_seconds + self.startup_timeout + 300
+        client = BoundedPipesK8sClient(
+            container=CONTAINER,
+            startup_timeout=self.startup_timeout,
+            run_timeout=run_timeout,
+            log_tail_lines=self.log_tail_lines,
             load_incluster_config=self.load_incluster_config,
             kubeconfig_file=self.kubeconfig_file,
             poll_interval=self.poll_interval,
@@ -114,5 +128,7 @@ class K8sLauncher(TrainingLauncher):
                 "labels": pod_labels(settings, context.run_id, context.asset_key.to_user_string())
             },
             base_pod_spec=pod_spec(settings, command),
+            pod_wait_timeout=run_timeout,
+            delete_pod_on_completion=False,  # BoundedPipesK8sClient deletes it, tolerating one already gone
         )
         return invocation.get_materialize_result()

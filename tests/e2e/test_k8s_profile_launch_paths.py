@@ -1,0 +1,157 @@
+"""The `k8s` profile's GPU settings reach the pod whichever way training is launched.
+
+Run requests have lost their configuration on some launch paths (dagster-io/dagster#26720,
+#22865), so the pod spec is checked where it lands, at a fake Kubernetes API server, for
+training launched from the retraining sensor under the daemon, through the webserver's
+GraphQL API (what the UI's Materialize button calls), and as a backfill run by the
+daemon. The profile is picked by environment variables only, as in a deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestration.local_services import (
+    LAUNCH_BACKFILL,
+    LAUNCH_RUN,
+    LOCATION,
+    DagsterServices,
+    dagster_services,
+)
+from tests.conftest import PROJECT, SMALL_SPLITS, TrainingPlatform, day, make_dvc_repo
+from tests.fakes.fake_kube_api import FakeKubeApi
+
+pytestmark = pytest.mark.slow
+
+NAMESPACE = "ml-training"
+SECRET = "flightdelay-storage"
+IMAGE = "registry.example/flightdelay-training:1.4.2"
+NODE_SELECTOR = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+TRAINING = [["training", "training_set"], ["training", "candidate_model"]]
+
+
+def k8s_profile(kubeconfig: Path, repo: Path) -> dict[str, str]:
+    return {
+        "PLATFORM_PROFILE": "k8s",
+        "PLATFORM_TRAINING_IMAGE": IMAGE,
+        "PLATFORM_K8S_NAMESPACE": NAMESPACE,
+        "PLATFORM_GPU_COUNT": "2",
+        "PLATFORM_GPU_NODE_SELECTOR": json.dumps(NODE_SELECTOR),
+        "PLATFORM_GPU_TOLERATIONS": json.dumps(TOLERATIONS),
+        "PLATFORM_STORAGE_SECRET": SECRET,
+        "PLATFORM_KUBECONFIG": str(kubeconfig),
+        "PLATFORM_K8S_POLL_INTERVAL": "0.5",
+        "PLATFORM_K8S_STARTUP_TIMEOUT": "60",
+        "PLATFORM_REPO_ROOT": str(repo),
+    }
+
+
+def materialize_through_graphql(services: DagsterServices) -> str:
+    """What the UI's Materialize button sends: the asset job with an asset selection."""
+    params = {
+        "selector": {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": "__repository__",
+            "jobName": "__ASSET_JOB",
+            "assetSelection": [{"path": path} for path in TRAINING],
+        },
+        "executionMetadata": {"tags": []},
+        "runConfigData": {},
+    }
+    data = services.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
+    assert data["__typename"] == "LaunchRunSuccess", data
+    return str(data["run"]["runId"])
+
+
+def backfill_through_graphql(services: DagsterServices) -> str:
+    """A backfill of the (unpartitioned) training assets, as the UI's backfill dialog launches it."""
+    params = {
+        "partitionsByAssets": [{"assetKey": {"path": path}, "partitions": None} for path in TRAINING],
+        "title": "k8s profile",
+    }
+    data = services.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert data["__typename"] == "LaunchBackfillSuccess", data
+    backfill = str(data["backfillId"])
+    status = services.wait_for_backfill(backfill)
+    runs = [
+        r["runId"]
+        for r in services.runs()
+        if any(t["key"] == "dagster/backfill" and t["value"] == backfill for t in r["tags"])
+    ]
+    assert runs, f"backfill {backfill} ended {status} without a run"
+    return str(runs[0])
+
+
+def wait_for_sensor_run(services: DagsterServices, timeout: float = 180) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for run in services.runs():
+            if any(t["key"] == "dagster/sensor_name" and t["value"] == "retrain_sensor" for t in run["tags"]):
+                return str(run["runId"])
+        time.sleep(1)
+    raise TimeoutError(f"retrain_sensor asked for no run in {timeout}s: see {services.logs}")
+
+
+def pod_of_run(fake: FakeKubeApi, run_id: str) -> dict[str, Any]:
+    pods = [b for b in fake.received if b["metadata"]["labels"].get("dagster/run-id") == run_id]
+    assert len(pods) == 1, f"run {run_id}: {len(pods)} pods among {len(fake.received)}"
+    return pods[0]
+
+
+def assert_gpu_pod(pod: dict[str, Any], path: str) -> None:
+    spec = pod["spec"]
+    [container] = spec["containers"]
+    assert container["image"] == IMAGE, path
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2", path
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == "2", path
+    assert spec["nodeSelector"] == NODE_SELECTOR, path
+    assert spec["tolerations"] == TOLERATIONS, path
+    assert any(v["name"] == "dshm" and v["emptyDir"]["medium"] == "Memory" for v in spec["volumes"]), path
+    assert container["envFrom"] == [{"secretRef": {"name": SECRET}}], path
+
+
+def assert_trained(services: DagsterServices, run_id: str, path: str) -> None:
+    stats = services.wait_for_run(run_id, timeout=300)
+    steps = {s["stepKey"]: s["status"] for s in stats["stepStats"]}
+    assert steps.get("training__candidate_model") == "SUCCESS", f"{path}: {stats} (see {services.logs})"
+
+
+@pytest.mark.timeout(600)
+def test_the_gpu_settings_reach_the_pod_from_the_sensor_the_ui_and_a_backfill(
+    tmp_path: Path, replayed_landing: Path
+) -> None:
+    data = TrainingPlatform(tmp_path / "data")
+    shutil.copytree(replayed_landing, data.landing_dir)
+    make_dvc_repo(data.root, SMALL_SPLITS)
+    params = data.repo / "params.yaml"
+    values = yaml.safe_load(params.read_text())
+    values["train"].update({"max_epochs": 2, "patience": 1})
+    params.write_text(yaml.safe_dump(values, sort_keys=False))
+    data.reference()
+    data.bronze(day(1), day(14))
+    data.features(day(1), day(14))
+
+    with FakeKubeApi(workdir=PROJECT) as fake:
+        fake.add_secret(NAMESPACE, SECRET, {"AWS_REGION": "eu-west-1"})
+        kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
+        with dagster_services(tmp_path, k8s_profile(kubeconfig, data.repo)) as services:
+            services.start_sensor("retrain_sensor")
+            sensor_run = wait_for_sensor_run(services)
+            assert_trained(services, sensor_run, "sensor")
+            ui_run = materialize_through_graphql(services)
+            assert_trained(services, ui_run, "GraphQL")
+            backfill_run = backfill_through_graphql(services)
+            assert_trained(services, backfill_run, "backfill")
+
+        assert_gpu_pod(pod_of_run(fake, sensor_run), "sensor run request")
+        assert_gpu_pod(pod_of_run(fake, ui_run), "GraphQL materialization")
+        assert_gpu_pod(pod_of_run(fake, backfill_run), "backfill")
+        assert fake.pods == {}, "a pod was left behind"

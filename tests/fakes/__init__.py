@@ -1,0 +1,1 @@
+"""Fakes of services that cannot run in the tests (a Kubernetes API server)."""
