@@ -29,6 +29,7 @@ from ml.schemas import (
 )
 from ml.validation import validate_flights, validate_weather
 from orchestration.partitions import daily_partitions, days_label, partition_days
+from orchestration.step_resources import INGESTION, k8s_step_tags
 from resources import LakeResource, LandingResource
 
 GROUP = "ingestion"
@@ -145,6 +146,7 @@ def _known(store: DeltaStore, table: str, column: str) -> list[str]:
     deps=[airports, airlines],
     check_specs=_checks("bronze/flights"),
     kinds={"delta", "polars"},
+    op_tags=k8s_step_tags(INGESTION),
 )
 def flights(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource):
     """Flights of each day, from its landing file; invalid rows go to bronze/flights_rejects."""
@@ -178,6 +180,7 @@ def flights(context: dg.AssetExecutionContext, lake: LakeResource, landing: Land
     deps=[airports],
     check_specs=_checks("bronze/weather"),
     kinds={"delta", "polars"},
+    op_tags=k8s_step_tags(INGESTION),
 )
 def weather(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource):
     """Hourly weather at the New York airports, by local day; invalid rows go to bronze/weather_rejects."""

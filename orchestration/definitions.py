@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import dagster as dg
 
 from assets import deployment, evaluation, features, ingestion, lineage, training
+from orchestration.executors import build_executor
 from orchestration.jobs import bronze_job, daily_ingestion_job, reference_job, training_job
 from orchestration.maintenance import maintenance, maintenance_schedule
 from orchestration.profiles import build_resources
@@ -30,9 +31,7 @@ def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
         ],
         sensors=[landing_sensor, features_automation_sensor, retrain_sensor],
         resources=build_resources(env),
-        # Steps are light or launch their own process (training), so one process per run is
-        # enough locally; a process per step costs seconds of start-up for steps of 0.1 s.
-        executor=dg.in_process_executor,
+        executor=build_executor(env),
     )
 
 
