@@ -1,6 +1,6 @@
 """Evaluation: the candidate against the champion and two baselines, with the promotion gate."""
 
-from pathlib import Path
+from contextlib import ExitStack
 
 import dagster as dg
 from pydantic import Field
@@ -12,7 +12,9 @@ from ml.leaderboard import leaderboard_text
 from ml.plots import png_markdown
 from ml.registry import ModelRegistry, RegistryError, check_artifacts
 from ml.reporting import markdown_table
-from resources import DvcResource, LakeResource
+from ml.storage import join_uri
+from orchestration.step_resources import EVALUATION, k8s_step_tags
+from resources import ArtifactStore, DvcResource, LakeResource
 
 ASSET = dg.AssetKey(["training", "evaluation"])
 
@@ -45,9 +47,14 @@ class GateConfig(dg.Config):
         ),
     ],
     kinds={"onnx", "scikit-learn"},
+    op_tags=k8s_step_tags(EVALUATION),
 )
 def evaluation(
-    context: dg.AssetExecutionContext, config: GateConfig, lake: LakeResource, dvc: DvcResource
+    context: dg.AssetExecutionContext,
+    config: GateConfig,
+    lake: LakeResource,
+    dvc: DvcResource,
+    artifacts: ArtifactStore,
 ) -> dg.MaterializeResult:
     """Scores the newest candidate on its test split; a candidate that fails the gate is rejected."""
     registry = ModelRegistry(lake.store())
@@ -56,7 +63,8 @@ def evaluation(
         raise RegistryError(
             "no model version with status candidate to evaluate: materialize training/candidate_model"
         )
-    check_artifacts(candidate)
+    options = lake.store().storage_options
+    check_artifacts(candidate, options)
     on_disk = dvc.repo().locked_output("training_set", TRAINING_SET_PATH).md5
     if on_disk != candidate.training_set_md5:
         raise DvcError(
@@ -65,25 +73,30 @@ def evaluation(
         )
     champion = registry.champion()
     if champion is not None:
-        check_artifacts(champion)
-    out = Path(candidate.artifact_uri) / "evaluation"
-    out.mkdir(parents=True, exist_ok=True)
-    report = evaluate(
-        dvc.path(TRAINING_SET_PATH),
-        Path(candidate.artifact_uri),
-        Path(champion.artifact_uri) if champion else None,
-        out,
-        config.champion_margin,
-        config.boosted_trees_tolerance,
-    )
+        check_artifacts(champion, options)
+    store = artifacts.store()
+    with ExitStack() as stack:
+        candidate_dir = stack.enter_context(store.checkout(candidate.artifact_uri))
+        champion_dir = stack.enter_context(store.checkout(champion.artifact_uri)) if champion else None
+        out = candidate_dir / "evaluation"
+        out.mkdir(parents=True, exist_ok=True)
+        report = evaluate(
+            dvc.path(TRAINING_SET_PATH),
+            candidate_dir,
+            champion_dir,
+            out,
+            config.champion_margin,
+            config.boosted_trees_tolerance,
+        )
+        store.publish(out, join_uri(candidate.artifact_uri, "evaluation"))
+        images = {
+            f"plot_{name}": dg.MetadataValue.md(png_markdown(path.read_bytes(), name))
+            for name, path in report.plots.items()
+        }
     registry.update_metrics(candidate.version, {**candidate.metrics, **report.summary()})
     if not report.gate.passed:
         registry.reject(candidate.version, "promotion gate failed")
     context.log.info("leaderboard\n" + leaderboard_text(report.leaderboard))
-    images = {
-        f"plot_{name}": dg.MetadataValue.md(png_markdown(path.read_bytes(), name))
-        for name, path in report.plots.items()
-    }
     return dg.MaterializeResult(
         metadata={
             "candidate_version": candidate.version,

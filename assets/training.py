@@ -12,7 +12,9 @@ from assets.features import flight_features
 from ml.lineage import git_commit, model_key
 from ml.params import cutoff, load_params, split_sizes
 from ml.registry import ModelRegistry
+from ml.storage import join_uri
 from ml.training_set import FEATURES_TABLE, read_manifest, snapshot_from_lake
+from orchestration.step_resources import TRAINING_SET, k8s_step_tags
 from resources import ArtifactStore, DvcResource, LakeResource, TrainingLauncher, TrainingRequest
 
 GROUP = "training"
@@ -28,7 +30,11 @@ class TrainingSetConfig(dg.Config):
 
 
 @dg.asset(
-    key=["training", "training_set"], group_name=GROUP, deps=[flight_features], kinds={"dvc", "parquet"}
+    key=["training", "training_set"],
+    group_name=GROUP,
+    deps=[flight_features],
+    kinds={"dvc", "parquet"},
+    op_tags=k8s_step_tags(TRAINING_SET),
 )
 def training_set(
     context: dg.AssetExecutionContext, config: TrainingSetConfig, lake: LakeResource, dvc: DvcResource
@@ -79,7 +85,9 @@ def candidate_model(
     manifest = read_manifest(folder)
     training_md5 = repo.locked_output("training_set", TRAINING_SET_PATH).md5
     params = load_params(dvc.path(PARAMS_FILE))
-    out = artifacts.folder(model_key(training_md5, params.get("train", {})))
+    store = artifacts.store()
+    key = model_key(training_md5, params.get("train", {}))
+    out = store.work_folder(key)
     reported = launcher.launch(context, TrainingRequest(str(folder), str(out), str(dvc.path(PARAMS_FILE))))
 
     pinned = dvc.path(MODEL_PATH)
@@ -91,10 +99,11 @@ def candidate_model(
     model_md5 = repo.locked_output("train", MODEL_PATH).md5
 
     metrics = _read_json(out / "metrics.json")
+    artifact_uri = store.publish(out, store.uri(key))
     feature_version = int(manifest["source"]["feature_table_version"])
     version = ModelRegistry(lake.store()).register(
-        artifact_uri=str(out),
-        onnx_uri=str(out / "model.onnx"),
+        artifact_uri=artifact_uri,
+        onnx_uri=join_uri(artifact_uri, "model.onnx"),
         model_md5=model_md5,
         training_set_md5=training_md5,
         feature_table_uri=manifest["source"]["feature_table"],
@@ -104,12 +113,12 @@ def candidate_model(
         params=params.get("train", {}),
         metrics={"training": metrics},
     )
-    context.log.info(f"registered candidate version {version} from {out}")
+    context.log.info(f"registered candidate version {version} from {artifact_uri}")
     return dg.MaterializeResult(
         metadata={
             **(reported.metadata or {}),
             "registry_version": version,
-            "artifact_uri": str(out),
+            "artifact_uri": artifact_uri,
             "model_md5": model_md5,
             "training_set_md5": training_md5,
         },

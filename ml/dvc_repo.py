@@ -46,6 +46,7 @@ class DvcRepo:
     root: Path
     executable: str = ""
     remote: str = ""
+    endpoint_url: str = ""
 
     def run(self, *args: str) -> str:
         """Run dvc in the repository with this interpreter's folder first on PATH (for `dvc repro`)."""
@@ -59,39 +60,46 @@ class DvcRepo:
             )
         return done.stdout
 
-    def _remote_args(self) -> list[str]:
-        return ["--remote", self.remote_name()]
-
     def remote_name(self) -> str:
         """The remote to use: the configured URL as remote `platform`, else the default remote."""
-        if self.remote:
-            self.run("remote", "add", "--local", "--force", "platform", self.remote)
-            return "platform"
-        listed = self.run("remote", "list").split()
-        default = self.run("config", "core.remote").strip() if listed else ""
-        if not default:
-            raise DvcError(
-                f"no DVC remote is configured in {self.root}: set one with `dvc remote add -d NAME URL` "
-                "or the dvc resource's `remote`"
-            )
-        return default
+        return self._remote()[0]
 
     def check_remote(self) -> str:
         """The remote's URL, after checking that a local remote's folder exists."""
-        name = self.remote_name()
-        location = self.run("config", f"remote.{name}.url").strip()
+        return self._remote()[1]
+
+    def _remote(self) -> tuple[str, str]:
+        """Name and URL of the remote, configured first when the resource names a URL.
+
+        A configured URL goes into `.dvc/config.local` (not committed) as remote `platform`
+        with, for an s3:// URL, the endpoint of an S3-compatible store; credentials are
+        never written: DVC reads the AWS_* environment variables itself.
+        """
+        if self.remote:
+            name, location = "platform", self.remote
+            self.run("remote", "add", "--local", "--force", name, location)
+            if self.endpoint_url and location.startswith("s3://"):
+                self.run("remote", "modify", "--local", name, "endpointurl", self.endpoint_url)
+        else:
+            listed = self.run("remote", "list").split()
+            name = self.run("config", "core.remote").strip() if listed else ""
+            if not name:
+                raise DvcError(
+                    f"no DVC remote is configured in {self.root}: set one with `dvc remote add -d NAME URL` "
+                    "or the dvc resource's `remote`"
+                )
+            location = self.run("config", f"remote.{name}.url").strip()
         if location and "://" not in location:
             folder = Path(location) if Path(location).is_absolute() else self.root / ".dvc" / location
             if not folder.is_dir():
                 raise DvcError(f"DVC remote {name!r} is missing: folder {folder} does not exist")
-        return location
+        return name, location
 
     def commit(self, stage: str) -> None:
         self.run("commit", "--force", "--quiet", stage)
 
     def push(self, stage: str) -> None:
-        self.check_remote()
-        self.run("push", "--quiet", *self._remote_args(), stage)
+        self.run("push", "--quiet", "--remote", self.remote_name(), stage)
 
     def locked_output(self, stage: str, path: str) -> LockedOutput:
         lock = yaml.safe_load((self.root / "dvc.lock").read_text())
@@ -104,12 +112,12 @@ class DvcRepo:
         """Fetch a directory by its DVC md5 from the remote into `destination` (which must not exist)."""
         if destination.exists():
             raise DvcError(f"refusing to restore into {destination}: it exists")
-        self.check_remote()
+        remote = self.remote_name()
         with tempfile.TemporaryDirectory(dir=self.root, prefix=".restore-") as tmp:
             pointer = Path(tmp) / "restore.dvc"
             pointer.write_text(yaml.safe_dump({"outs": [{"md5": md5, "path": "data", "hash": "md5"}]}))
             try:
-                self.run("pull", "--quiet", *self._remote_args(), str(pointer.relative_to(self.root)))
+                self.run("pull", "--quiet", "--remote", remote, str(pointer.relative_to(self.root)))
             except DvcError as exc:
                 raise DvcError(f"could not restore {md5} from the DVC remote: {exc}") from exc
             destination.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pyarrow.fs as pafs
 
-from ml.storage import filesystem, join_uri
+from ml.storage import filesystem, join_uri, make_dirs
 
 DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.csv$")
 
@@ -119,7 +119,7 @@ class LandingZone:
         name = uri.rsplit("/", 1)[-1]
         dataset = uri.rsplit("/", 2)[-2]
         qfs, qdir = self._fs(join_uri(self.quarantine_root, dataset))
-        qfs.create_dir(qdir, recursive=True)
+        make_dirs(qfs, qdir)
         target = f"{qdir}/{name}"
         if qfs.get_file_info(target).type == pafs.FileType.File:
             stem, _, ext = name.rpartition(".")
@@ -131,7 +131,8 @@ class LandingZone:
         with qfs.open_output_stream(f"{target}.reason.json") as out:
             out.write(json.dumps(note, indent=2).encode())
         fs.delete_file(path)
-        destination = target if "://" not in self.quarantine_root else f"{self.quarantine_root}/{target}"
+        scheme = self.quarantine_root.partition("://")[0] if "://" in self.quarantine_root else ""
+        destination = f"{scheme}://{target}" if scheme else target
         return QuarantinedFile(source=uri, destination=destination, reason=reason)
 
     def scan(self, dataset: str, first: dt.date, last: dt.date) -> LandingInventory:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from ml.lake import DeltaStore
 from ml.schemas import TIMESTAMP_UTC
+from ml.storage import exists
 
 MODELS = "registry/models"
 EVENTS = "registry/events"
@@ -165,7 +166,7 @@ class ModelRegistry:
     def promote(self, version: int, reason: str) -> ModelVersion | None:
         """Make `version` the champion and archive the previous one; returns the previous champion."""
         model = self.get(version)
-        check_artifacts(model)
+        check_artifacts(model, self.store.storage_options)
         previous = self.champion()
         if previous is not None and previous.version == version:
             return previous
@@ -225,10 +226,10 @@ class ModelRegistry:
         self.store.overwrite(EVENTS, pl.concat([self.events(), rows]), {"registry_change": label})
 
 
-def check_artifacts(model: ModelVersion) -> None:
-    """Refuse a model whose files are gone, before anything points at it."""
+def check_artifacts(model: ModelVersion, storage_options: Mapping[str, str] | None = None) -> None:
+    """Refuse a model whose files are gone (in a folder or a bucket), before anything points at it."""
     for uri in (model.artifact_uri, model.onnx_uri):
-        if "://" not in uri and not Path(uri).exists():
+        if not exists(uri, dict(storage_options) if storage_options else None):
             raise RegistryError(
                 f"model version {model.version} points at {uri}, which does not exist; "
                 "restore it (python -m ml.reproduce) or choose another version"

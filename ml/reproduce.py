@@ -50,10 +50,11 @@ def compare(registered: dict, reproduced: dict, path: str = "") -> list[str]:
     return differences
 
 
-def reproduce(version: int, lake: str, repo: Path, out: Path) -> list[str]:
+def reproduce(version: int, lake: str, repo: Path, out: Path, dvc_remote: str = "") -> list[str]:
+    """Restore, re-snapshot, retrain and compare; an s3:// lake or remote takes AWS_* from the environment."""
     store = DeltaStore(lake)
     model = ModelRegistry(store).get(version)
-    training_set = DvcRepo(repo).restore(model.training_set_md5, out / "training_set")
+    training_set = DvcRepo(repo, remote=dvc_remote).restore(model.training_set_md5, out / "training_set")
     manifest = read_manifest(training_set)
     print(f"restored training set {model.training_set_md5} into {training_set}")
 
@@ -106,10 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lake", default=".data/lake", help="lake root holding the registry and features")
     parser.add_argument("--repo", type=Path, default=Path(), help="git + DVC repository")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default .data/reproduce/vN)")
+    parser.add_argument(
+        "--dvc-remote", default="", help="DVC remote URL, e.g. s3://bucket/dvc (default: the repository's)"
+    )
     args = parser.parse_args(argv)
     out = args.out or Path(".data") / "reproduce" / f"v{args.version}"
     try:
-        differences = reproduce(args.version, args.lake, args.repo.resolve(), out)
+        differences = reproduce(args.version, args.lake, args.repo.resolve(), out, args.dvc_remote)
     except (RegistryError, DvcError, ReproductionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

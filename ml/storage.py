@@ -41,3 +41,42 @@ def filesystem(uri: str, storage_options: dict[str, str] | None = None) -> tuple
             kwargs["scheme"], kwargs["endpoint_override"] = endpoint.split("://", 1)
         return pafs.S3FileSystem(**kwargs), uri.removeprefix("s3://")
     return pafs.FileSystem.from_uri(absolute_uri(uri))
+
+
+def exists(uri: str, storage_options: dict[str, str] | None = None) -> bool:
+    """Whether a file or folder (for object stores: any object under the prefix) is there."""
+    fs, path = filesystem(uri, storage_options)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def make_dirs(fs: pafs.FileSystem, path: str) -> None:
+    """Create a folder on a local disk; object stores have no folders, only keys (no marker objects)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(path, recursive=True)
+
+
+def copy_tree(
+    source: str,
+    destination: str,
+    storage_options: dict[str, str] | None = None,
+    skip: tuple[str, ...] = (),
+) -> list[str]:
+    """Copy every file under `source` to the same relative path under `destination`.
+
+    Either side may be a folder or an object-store URI. Top-level entries named in `skip`
+    are left out. Returns the relative paths copied, in order.
+    """
+    sfs, spath = filesystem(source, storage_options)
+    dfs, dpath = filesystem(destination, storage_options)
+    infos = sfs.get_file_info(pafs.FileSelector(spath, recursive=True))
+    copied = []
+    for info in sorted(infos, key=lambda i: i.path):
+        relative = info.path[len(spath) :].lstrip("/")
+        if info.type != pafs.FileType.File or relative.split("/", 1)[0] in skip:
+            continue
+        target = f"{dpath}/{relative}"
+        make_dirs(dfs, target.rsplit("/", 1)[0])
+        with sfs.open_input_stream(info.path) as reader, dfs.open_output_stream(target) as writer:
+            writer.write(reader.read())
+        copied.append(relative)
+    return copied

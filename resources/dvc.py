@@ -20,9 +20,12 @@ class DvcResource(dg.ConfigurableResource):
     repo_root: str = Field(default=".", description="Root of the git + DVC repository.")
     remote: str = Field(default="", description="Remote URL overriding the repository's default remote.")
     executable: str = Field(default="", description="dvc program; default .venv/dvc/bin/dvc, else PATH.")
+    endpoint_url: str = Field(
+        default="", description="Endpoint of an S3-compatible store for an s3:// remote (not a secret)."
+    )
 
     def repo(self) -> DvcRepo:
-        return DvcRepo(Path(self.repo_root).resolve(), self.executable, self.remote)
+        return DvcRepo(Path(self.repo_root).resolve(), self.executable, self.remote, self.endpoint_url)
 
     def path(self, relative: str) -> Path:
         return Path(self.repo_root).resolve() / relative
