@@ -1,8 +1,9 @@
 """`dagster-webserver` and `dagster-daemon` as processes on 127.0.0.1, and the GraphQL calls the UI makes.
 
 Used by `make simulate` and the end-to-end tests: the instance is a DAGSTER_HOME of its
-own (SQLite storage, queued run coordinator), the code location is the project's
-`workspace.yaml`, and the platform's data lives under the given folder.
+own (SQLite storage unless another storage is given, queued run coordinator), the code
+location is the project's `workspace.yaml`, and the platform's data lives under the given
+folder.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +35,18 @@ QUICK = {
 }
 
 
-def instance_yaml() -> str:
-    """The local profile's instance settings with the quick waits merged in."""
+def instance_yaml(home: Path, storage: Mapping[str, Any] | None = None) -> str:
+    """The local profile's instance settings for the instance in `home`, quick waits merged in.
+
+    `storage` replaces the SQLite default (e.g. the `k8s` profile's PostgreSQL section),
+    so the same services can be checked against the storage a cluster uses. The compute
+    logs' folder is written out, so that a process without DAGSTER_HOME (a test or a
+    benchmark opening the instance by its folder) finds them too.
+    """
     settings = yaml.safe_load(INSTANCE_TEMPLATE.read_text())
+    settings["compute_logs"].setdefault("config", {})["base_dir"] = str(home / "storage")
+    if storage is not None:
+        settings["storage"] = dict(storage)
     for section, values in QUICK.items():
         merged = settings.setdefault(section, {})
         for key, value in values.items():
@@ -262,11 +272,19 @@ mutation Start($selector: SensorSelector!) {
 
 
 @contextmanager
-def dagster_services(root: Path, extra_env: dict[str, str] | None = None) -> Iterator[DagsterServices]:
+def dagster_services(
+    root: Path, extra_env: dict[str, str] | None = None, storage: Mapping[str, Any] | None = None
+) -> Iterator[DagsterServices]:
+    """Webserver and daemon over a fresh instance under `root`, stopped on exit.
+
+    Settings that `storage` reads from the environment (`env:` entries) must be set in
+    this process's environment: the instance is opened here first, and the services
+    inherit it.
+    """
     home, data, logs = root / "dagster_home", root / "data", root / "logs"
     for folder in (home, data, logs):
         folder.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(instance_yaml())
+    (home / "dagster.yaml").write_text(instance_yaml(home, storage))
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
