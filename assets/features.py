@@ -4,6 +4,7 @@ import datetime as dt
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from assets.ingestion import flights, planes, weather
 from assets.metadata import commit_metadata, delta_metadata
@@ -15,8 +16,10 @@ from ml.features import (
     build_features,
     lookback_days,
 )
+from ml.online_snapshot import build_snapshot, history_days, publish, weather_days
 from ml.quality import duplicate_keys, null_rates, rate_breaches, schema_problems
 from orchestration.partitions import daily_partitions, days_label, partition_days
+from orchestration.step_resources import FEATURES, k8s_step_tags
 from resources import LakeResource
 
 TABLE = "features/flight_features"
@@ -73,6 +76,7 @@ def _window(days: int) -> dg.TimeWindowPartitionMapping:
         dg.AssetCheckSpec("label_rate", asset=ASSET, description="Share of delayed flights within bounds."),
     ],
     kinds={"delta", "polars"},
+    op_tags=k8s_step_tags(FEATURES),
 )
 def flight_features(context: dg.AssetExecutionContext, lake: LakeResource):
     """One row per flight with a known outcome; reads its days plus a bounded trailing window of bronze."""
@@ -124,4 +128,50 @@ def flight_features(context: dg.AssetExecutionContext, lake: LakeResource):
                 metadata={"label_rate": label_rate, "bounds": f"{low}..{high}"},
             ),
         ],
+    )
+
+
+class OnlineSnapshotConfig(dg.Config):
+    servable_days: int = Field(
+        default=92,
+        ge=1,
+        description="Flight days before the day after the last feature day that the server answers for.",
+    )
+
+
+@dg.asset(
+    key=["features", "online_snapshot"],
+    group_name="features",
+    deps=[flight_features, flights, weather, planes],
+    kinds={"parquet", "polars"},
+)
+def online_snapshot(
+    context: dg.AssetExecutionContext, config: OnlineSnapshotConfig, lake: LakeResource
+) -> dg.MaterializeResult:
+    """What the model server adds to a request: trailing totals, weather and planes up to the last feature day."""
+    store = lake.store()
+    last = store.scan(TABLE).select(pl.col("flight_date").max()).collect().item()
+    if last is None:
+        raise ValueError(f"{TABLE} has no rows: materialize features before the online snapshot")
+    first = last + dt.timedelta(days=1) - dt.timedelta(days=config.servable_days - 1)
+    sources = {t: store.version(t) for t in ("bronze/flights", "bronze/weather", "bronze/planes", TABLE)}
+    snapshot = build_snapshot(
+        store.read_days("bronze/flights", "flight_date", *history_days(first, last)),
+        store.read_days("bronze/weather", "obs_date", *weather_days(first, last)),
+        store.read("bronze/planes"),
+        first,
+        last,
+        sources,
+    )
+    snapshot_id = publish(snapshot, lake.root, lake.storage_options or None)
+    context.log.info(f"online snapshot {snapshot_id}: flights from {first}, data through {last}")
+    return dg.MaterializeResult(
+        metadata={
+            "snapshot_id": snapshot_id,
+            "first_day": first.isoformat(),
+            "last_day": last.isoformat(),
+            **{f"{name}_rows": rows for name, rows in snapshot.manifest()["rows"].items()},
+            "source_versions": dg.MetadataValue.json(sources),
+        },
+        data_version=dg.DataVersion(snapshot_id),
     )

@@ -116,35 +116,46 @@ def holiday_table(first: dt.date, last: dt.date) -> pl.DataFrame:
     )
 
 
-def _trailing(history: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
-    """Delay rates and volumes per key over the W days strictly before each target day.
+def trailing_totals(history: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Per trailing key: running totals of known and delayed arrivals at the end of each day.
+
+    Offline features look windows up in these right away; the online snapshot stores
+    them, so a server answers with the same lookups (`trailing_features`) on the same numbers.
+    """
+    known = history.filter(pl.col("arr_delay").is_not_null())
+    return {
+        name: known.group_by([*key, "flight_date"])
+        .agg(pl.len().alias("n"), (pl.col("arr_delay") >= DELAY_MINUTES).sum().alias("d"))
+        .sort([*key, "flight_date"])
+        .select(
+            *key,
+            pl.col("flight_date").alias("as_of"),
+            pl.col("n").cum_sum().over(list(key)).alias("n"),
+            pl.col("d").cum_sum().over(list(key)).alias("d"),
+        )
+        .sort("as_of")
+        for name, key in TRAILING_KEYS.items()
+    }
+
+
+def trailing_features(
+    totals: dict[str, pl.DataFrame], targets: pl.DataFrame, day: str = "flight_date"
+) -> pl.DataFrame:
+    """Delay rates and volumes per key over the W days strictly before each target's `day`.
 
     Window sums are differences of per-key running totals looked up as of the day
     before the window and the day before the target, so the cost grows with the days
     read, not with days times history.
     """
-    known = history.filter(pl.col("arr_delay").is_not_null())
     result = targets
     for name, key in TRAILING_KEYS.items():
-        totals = (
-            known.group_by([*key, "flight_date"])
-            .agg(pl.len().alias("n"), (pl.col("arr_delay") >= DELAY_MINUTES).sum().alias("d"))
-            .sort([*key, "flight_date"])
-            .select(
-                *key,
-                pl.col("flight_date").alias("as_of"),
-                pl.col("n").cum_sum().over(list(key)).alias("n"),
-                pl.col("d").cum_sum().over(list(key)).alias("d"),
-            )
-            .sort("as_of")
-        )
-        stats = targets.select([*key, "flight_date"]).unique()
+        stats = targets.select([*key, day]).unique()
         for offset in sorted({1, *(w + 1 for w in WINDOWS)}):
-            looked_up = stats.with_columns(
-                (pl.col("flight_date") - pl.duration(days=offset)).alias("as_of")
-            ).sort("as_of")
+            looked_up = stats.with_columns((pl.col(day) - pl.duration(days=offset)).alias("as_of")).sort(
+                "as_of"
+            )
             looked_up = looked_up.join_asof(
-                totals, on="as_of", by=list(key), strategy="backward", check_sortedness=False
+                totals[name], on="as_of", by=list(key), strategy="backward", check_sortedness=False
             )
             stats = (
                 looked_up.drop("as_of")
@@ -159,9 +170,68 @@ def _trailing(history: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
                 n.cast(pl.Int32).alias(f"{name}_flights_{w}d"),
                 pl.when(n > 0).then(d / n).otherwise(None).cast(pl.Float64).alias(f"{name}_delay_rate_{w}d"),
             ]
-        stats = stats.select(*key, "flight_date", *columns)
-        result = result.join(stats, on=[*key, "flight_date"], how="left")
+        stats = stats.select(*key, day, *columns)
+        result = result.join(stats, on=[*key, day], how="left")
     return result
+
+
+def _trailing(history: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
+    return trailing_features(trailing_totals(history), targets)
+
+
+def schedule_features(flights: pl.DataFrame, planes: pl.DataFrame) -> pl.DataFrame:
+    """Calendar, holiday and plane columns from what a schedule says: date, departure, tail number.
+
+    Needs `flight_date` (the local New York date), `sched_dep_utc` and `tailnum`;
+    offline rows and server requests both go through here.
+    """
+    local = pl.col("sched_dep_utc").dt.convert_time_zone(NEW_YORK)
+    frame = flights.with_columns(
+        pl.col("flight_date").dt.month().cast(pl.Int32).alias("month"),
+        pl.col("flight_date").dt.weekday().cast(pl.Int32).alias("weekday"),
+        local.dt.hour().cast(pl.Int32).alias("dep_hour"),
+        local.dt.minute().cast(pl.Int32).alias("dep_minute"),
+    )
+    if frame.height:
+        first, last = frame["flight_date"].min(), frame["flight_date"].max()
+        frame = frame.join(holiday_table(first, last), on="flight_date", how="left")  # type: ignore[arg-type]
+    else:
+        frame = frame.with_columns(
+            days_to_holiday=pl.lit(None, pl.Int32), days_since_holiday=pl.lit(None, pl.Int32)
+        )
+    plane_info = planes.select(
+        "tailnum",
+        pl.col("year").alias("plane_year"),
+        pl.col("seats").cast(pl.Int32).alias("plane_seats"),
+    )
+    return (
+        frame.join(plane_info, on="tailnum", how="left")
+        .with_columns(
+            (pl.col("flight_date").dt.year() - pl.col("plane_year")).cast(pl.Int32).alias("plane_age")
+        )
+        .drop("plane_year")
+    )
+
+
+def weather_features(flights: pl.DataFrame, weather: pl.DataFrame) -> pl.DataFrame:
+    """The origin's latest observation at or before the scheduled departure, at most 3 hours old."""
+    obs = weather.select("origin", pl.col("time_hour").alias("weather_time"), *WEATHER_COLUMNS).sort(
+        "origin", "weather_time"
+    )
+    joined = flights.sort("origin", "sched_dep_utc").join_asof(
+        obs,
+        left_on="sched_dep_utc",
+        right_on="weather_time",
+        by="origin",
+        strategy="backward",
+        tolerance=WEATHER_TOLERANCE,
+        check_sortedness=False,
+    )
+    return joined.with_columns(
+        ((pl.col("sched_dep_utc") - pl.col("weather_time")).dt.total_minutes())
+        .cast(pl.Int32)
+        .alias("weather_age_minutes")
+    )
 
 
 def build_features(
@@ -179,44 +249,14 @@ def build_features(
     if wanted.is_empty():
         raise ValueError("no days to build features for")
     targets = flights.filter(pl.col("flight_date").is_in(wanted) & pl.col("arr_delay").is_not_null())
-    local = pl.col("sched_dep_utc").dt.convert_time_zone(NEW_YORK)
     base = targets.select(
         *KEY_COLUMNS,
         "dest",
         "tailnum",
         "distance",
         "sched_dep_utc",
-        pl.col("flight_date").dt.month().cast(pl.Int32).alias("month"),
-        pl.col("flight_date").dt.weekday().cast(pl.Int32).alias("weekday"),
-        local.dt.hour().cast(pl.Int32).alias("dep_hour"),
-        local.dt.minute().cast(pl.Int32).alias("dep_minute"),
         (pl.col("arr_delay") >= DELAY_MINUTES).alias(LABEL),
     )
-    base = base.join(holiday_table(wanted.min(), wanted.max()), on="flight_date", how="left")
-    plane_info = planes.select(
-        "tailnum",
-        pl.col("year").alias("plane_year"),
-        pl.col("seats").cast(pl.Int32).alias("plane_seats"),
-    )
-    base = base.join(plane_info, on="tailnum", how="left").with_columns(
-        (pl.col("flight_date").dt.year() - pl.col("plane_year")).cast(pl.Int32).alias("plane_age")
-    )
-    obs = weather.select("origin", pl.col("time_hour").alias("weather_time"), *WEATHER_COLUMNS).sort(
-        "origin", "weather_time"
-    )
-    base = base.sort("origin", "sched_dep_utc").join_asof(
-        obs,
-        left_on="sched_dep_utc",
-        right_on="weather_time",
-        by="origin",
-        strategy="backward",
-        tolerance=WEATHER_TOLERANCE,
-        check_sortedness=False,
-    )
-    base = base.with_columns(
-        ((pl.col("sched_dep_utc") - pl.col("weather_time")).dt.total_minutes())
-        .cast(pl.Int32)
-        .alias("weather_age_minutes")
-    )
+    base = weather_features(schedule_features(base, planes), weather)
     features = _trailing(flights.filter(pl.col("flight_date") < wanted.max()), base)
     return features.select([pl.col(c).cast(t) for c, t in FEATURE_SCHEMA.items()]).sort(list(KEY_COLUMNS))
