@@ -13,7 +13,10 @@ becomes the endpoint of an s3:// DVC remote.
 PLATFORM_GPU_COUNT, PLATFORM_GPU_RESOURCE, PLATFORM_GPU_NODE_SELECTOR (JSON object),
 PLATFORM_GPU_TOLERATIONS (JSON list), PLATFORM_K8S_SERVICE_ACCOUNT,
 PLATFORM_IMAGE_PULL_SECRETS (comma-separated), PLATFORM_STORAGE_SECRET (the Secret whose
-keys become the pod's environment). PLATFORM_KUBECONFIG points at a kubeconfig file when
+keys become the pod's environment), PLATFORM_K8S_SHARED_CLAIM and PLATFORM_K8S_SHARED_MOUNT
+(a ReadWriteMany claim mounted at the same path as in the run's pod, where the training
+set and the model folder live; PLATFORM_DATA_DIR and PLATFORM_REPO_ROOT point into it).
+PLATFORM_KUBECONFIG points at a kubeconfig file when
 Dagster runs outside the cluster (default: the in-cluster service account);
 PLATFORM_K8S_STARTUP_TIMEOUT is how many seconds a pod may take to be scheduled and start
 (default 900) and PLATFORM_K8S_POLL_INTERVAL how often the pod is polled (default 5).
@@ -65,6 +68,8 @@ def _launcher(profile: str, env: Mapping[str, str]) -> TrainingLauncher:
         service_account=env.get("PLATFORM_K8S_SERVICE_ACCOUNT", ""),
         image_pull_secrets=[s for s in env.get("PLATFORM_IMAGE_PULL_SECRETS", "").split(",") if s],
         env_from_secret=env.get("PLATFORM_STORAGE_SECRET", ""),
+        shared_claim=env.get("PLATFORM_K8S_SHARED_CLAIM", ""),
+        shared_mount_path=env.get("PLATFORM_K8S_SHARED_MOUNT", "/srv/flightdelay"),
         load_incluster_config=not env.get("PLATFORM_KUBECONFIG"),
         kubeconfig_file=env.get("PLATFORM_KUBECONFIG") or None,
         startup_timeout=float(env.get("PLATFORM_K8S_STARTUP_TIMEOUT", "900")),

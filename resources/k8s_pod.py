@@ -14,6 +14,7 @@ from typing import Any
 CONTAINER = "training"
 SHM_VOLUME = "dshm"
 WORK_VOLUME = "work"
+SHARED_VOLUME = "shared"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class PodSettings:
     env_from_secret: str = ""
     active_deadline_seconds: int = 6 * 3600
     labels: Mapping[str, str] = field(default_factory=dict)
+    shared_claim: str = ""
+    shared_mount_path: str = "/srv/flightdelay"
 
 
 def _label_value(value: str) -> str:
@@ -69,6 +72,11 @@ def training_container(settings: PodSettings, command: Sequence[str]) -> dict[st
         "volumeMounts": [
             {"name": SHM_VOLUME, "mountPath": "/dev/shm"},
             {"name": WORK_VOLUME, "mountPath": "/tmp"},
+            *(
+                [{"name": SHARED_VOLUME, "mountPath": settings.shared_mount_path}]
+                if settings.shared_claim
+                else []
+            ),
         ],
         "securityContext": {
             "runAsNonRoot": True,
@@ -92,8 +100,19 @@ def pod_spec(settings: PodSettings, command: Sequence[str]) -> dict[str, Any]:
             {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": settings.shm_size}},
             {"name": WORK_VOLUME, "emptyDir": {}},
         ],
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
     }
+    if settings.shared_claim:
+        # The run's own pod mounts the same claim at the same path, so the training set and
+        # the output folder the asset names are the same paths inside the training pod.
+        spec["volumes"].append(
+            {"name": SHARED_VOLUME, "persistentVolumeClaim": {"claimName": settings.shared_claim}}
+        )
     if settings.node_selector:
         spec["nodeSelector"] = dict(settings.node_selector)
     if settings.tolerations:

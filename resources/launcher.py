@@ -70,6 +70,14 @@ class K8sLauncher(TrainingLauncher):
     env_from_secret: str = Field(default="", description="Secret whose keys become the pod's environment.")
     active_deadline_seconds: int = Field(default=6 * 3600, ge=60)
     labels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
+    shared_claim: str = Field(
+        default="",
+        description="PersistentVolumeClaim (ReadWriteMany) that the run's pod also mounts: the training "
+        "set is read from it and the model written to it. Empty: nothing shared (a local cluster).",
+    )
+    shared_mount_path: str = Field(
+        default="/srv/flightdelay", description="Where the shared claim is mounted."
+    )
     load_incluster_config: bool = Field(default=True, description="False: use kubeconfig_file instead.")
     kubeconfig_file: str | None = Field(default=None)
     poll_interval: float = Field(default=5.0, gt=0)
@@ -98,6 +106,8 @@ class K8sLauncher(TrainingLauncher):
             env_from_secret=self.env_from_secret,
             active_deadline_seconds=self.active_deadline_seconds,
             labels=self.labels,
+            shared_claim=self.shared_claim,
+            shared_mount_path=self.shared_mount_path,
         )
 
     def command(self, request: TrainingRequest) -> list[str]:

@@ -23,7 +23,8 @@ from dagster_k8s.job import (
 
 from orchestration.definitions import build_definitions
 from orchestration.profiles import build_resources
-from resources import K8sLauncher
+from resources import K8sLauncher, TrainingRequest
+from resources.k8s_pod import pod_manifest
 from tests.deploy.deploy_files import (
     DEPLOY,
     K8S_INSTANCE,
@@ -275,6 +276,31 @@ def test_the_code_location_settings_build_the_k8s_launcher_the_manifests_allow()
     [binding] = by_kind("RoleBinding")
     assert [s["name"] for s in binding["subjects"]] == [values()["global"]["serviceAccountName"]]
     assert values()["serviceAccount"] == {"create": False, "name": values()["global"]["serviceAccountName"]}
+
+
+def test_the_training_pod_sees_the_run_pods_work_volume_at_the_same_path() -> None:
+    """The asset names the training set and the output folder by path; the pod must resolve them alike."""
+    launcher = build_resources(env())["launcher"]
+    assert isinstance(launcher, K8sLauncher)
+    request = TrainingRequest(
+        f"{env()['PLATFORM_REPO_ROOT']}/data/training_set",
+        f"{env()['PLATFORM_DATA_DIR']}/models-staging/abc",
+        f"{env()['PLATFORM_REPO_ROOT']}/params.yaml",
+    )
+    pod = pod_manifest(launcher.settings(), launcher.command(request), "run-1", "training/candidate_model")
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    run_spec = run_job()["spec"]["template"]["spec"]
+    run_claim = next(v for v in run_spec["volumes"] if "persistentVolumeClaim" in v)
+    run_mount = next(m for m in run_spec["containers"][0]["volumeMounts"] if m["name"] == run_claim["name"])
+    pod_claim = next(v for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v)
+    pod_mount = next(
+        m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == pod_claim["name"]
+    )
+    assert pod_claim["persistentVolumeClaim"] == run_claim["persistentVolumeClaim"]
+    assert pod_mount["mountPath"] == run_mount["mountPath"]
+    for path in (request.training_set, request.out, request.params):
+        assert path.startswith(pod_mount["mountPath"] + "/"), path
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
 
 
 def test_the_definitions_load_with_these_settings_and_either_executor() -> None:
