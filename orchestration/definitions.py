@@ -13,7 +13,7 @@ from orchestration.jobs import bronze_job, daily_ingestion_job, reference_job, t
 from orchestration.maintenance import maintenance, maintenance_schedule
 from orchestration.profiles import build_resources
 from orchestration.registry_jobs import rollback
-from orchestration.retraining import retrain_sensor, weekly_retraining_schedule
+from orchestration.retraining import DEFAULT_RETRAIN_CRON, retrain_sensor, weekly_retraining_schedule
 from orchestration.schedules import DEFAULT_AT, daily_ingestion_schedule
 from orchestration.sensors import features_automation_sensor, landing_sensor
 
@@ -27,7 +27,7 @@ def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
         schedules=[
             daily_ingestion_schedule(env.get("PLATFORM_DAILY_INGESTION_AT", DEFAULT_AT)),
             maintenance_schedule,
-            weekly_retraining_schedule,
+            weekly_retraining_schedule(env.get("PLATFORM_RETRAIN_CRON", DEFAULT_RETRAIN_CRON)),
         ],
         sensors=[landing_sensor, features_automation_sensor, retrain_sensor],
         resources=build_resources(env),

@@ -206,6 +206,16 @@ class DagsterServices:
         if data["__typename"] != "Sensor":
             raise RuntimeError(f"sensor {name} did not start: {data}")
 
+    def start_schedule(self, name: str) -> None:
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": "__repository__",
+            "scheduleName": name,
+        }
+        data = self.graphql(START_SCHEDULE, {"selector": selector})["startSchedule"]
+        if data["__typename"] != "ScheduleStateResult":
+            raise RuntimeError(f"schedule {name} did not start: {data}")
+
     def runs(self) -> list[dict[str, Any]]:
         return self.graphql(RUNS)["runsOrError"]["results"]
 
@@ -265,6 +275,17 @@ mutation Start($selector: SensorSelector!) {
     ... on Sensor { name }
     ... on PythonError { message }
     ... on SensorNotFoundError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+START_SCHEDULE = """
+mutation Start($selector: ScheduleSelector!) {
+  startSchedule(scheduleSelector: $selector) {
+    __typename
+    ... on ScheduleStateResult { scheduleState { status } }
+    ... on PythonError { message }
     ... on UnauthorizedError { message }
   }
 }

@@ -58,10 +58,16 @@ def retrain_sensor(
     )
 
 
-weekly_retraining_schedule = dg.ScheduleDefinition(
-    name="weekly_retraining",
-    job=training_job,
-    cron_schedule="0 5 * * 1",
-    execution_timezone=NEW_YORK,
-    description="Train, evaluate and promote every Monday 05:00 New York time, whatever the sensor saw.",
-)
+DEFAULT_RETRAIN_CRON = "0 5 * * 1"
+
+
+def weekly_retraining_schedule(cron: str = DEFAULT_RETRAIN_CRON) -> dg.ScheduleDefinition:
+    """Train, evaluate and promote on `cron` (default Mondays 05:00), New York time, whatever the sensor saw."""
+    return dg.ScheduleDefinition(
+        name="weekly_retraining",
+        job=training_job,
+        cron_schedule=cron,
+        execution_timezone=NEW_YORK,
+        tags={"platform/trigger": "schedule"},
+        description=f"Train, evaluate and promote on the schedule `{cron}` (New York time).",
+    )

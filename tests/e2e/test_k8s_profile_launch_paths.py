@@ -3,8 +3,10 @@
 Run requests have lost their configuration on some launch paths (dagster-io/dagster#26720,
 #22865), so the pod spec is checked where it lands, at a fake Kubernetes API server, for
 training launched from the retraining sensor under the daemon, through the webserver's
-GraphQL API (what the UI's Materialize button calls), and as a backfill run by the
-daemon. The profile is picked by environment variables only, as in a deployment.
+GraphQL API (what the UI's Materialize button calls), as a backfill run by the daemon, and
+from the retraining schedule's tick (its cron set to every minute through
+PLATFORM_RETRAIN_CRON). The profile is picked by environment variables only, as in a
+deployment.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def k8s_profile(kubeconfig: Path, repo: Path) -> dict[str, str]:
         "PLATFORM_K8S_POLL_INTERVAL": "0.5",
         "PLATFORM_K8S_STARTUP_TIMEOUT": "60",
         "PLATFORM_REPO_ROOT": str(repo),
+        "PLATFORM_RETRAIN_CRON": "* * * * *",
     }
 
 
@@ -90,14 +93,15 @@ def backfill_through_graphql(services: DagsterServices) -> str:
     return str(runs[0])
 
 
-def wait_for_sensor_run(services: DagsterServices, timeout: float = 180) -> str:
+def wait_for_tagged_run(services: DagsterServices, key: str, value: str, timeout: float = 180) -> str:
+    """The first run the daemon launched for a sensor or schedule (`dagster/sensor_name`, ...)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for run in services.runs():
-            if any(t["key"] == "dagster/sensor_name" and t["value"] == "retrain_sensor" for t in run["tags"]):
+            if any(t["key"] == key and t["value"] == value for t in run["tags"]):
                 return str(run["runId"])
         time.sleep(1)
-    raise TimeoutError(f"retrain_sensor asked for no run in {timeout}s: see {services.logs}")
+    raise TimeoutError(f"no run tagged {key}={value} in {timeout}s: see {services.logs}")
 
 
 def pod_of_run(fake: FakeKubeApi, run_id: str) -> dict[str, Any]:
@@ -125,7 +129,7 @@ def assert_trained(services: DagsterServices, run_id: str, path: str) -> None:
 
 
 @pytest.mark.timeout(600)
-def test_the_gpu_settings_reach_the_pod_from_the_sensor_the_ui_and_a_backfill(
+def test_the_gpu_settings_reach_the_pod_from_the_sensor_the_ui_a_backfill_and_a_schedule(
     tmp_path: Path, replayed_landing: Path
 ) -> None:
     data = TrainingPlatform(tmp_path / "data")
@@ -144,14 +148,18 @@ def test_the_gpu_settings_reach_the_pod_from_the_sensor_the_ui_and_a_backfill(
         kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
         with dagster_services(tmp_path, k8s_profile(kubeconfig, data.repo)) as services:
             services.start_sensor("retrain_sensor")
-            sensor_run = wait_for_sensor_run(services)
+            sensor_run = wait_for_tagged_run(services, "dagster/sensor_name", "retrain_sensor")
             assert_trained(services, sensor_run, "sensor")
             ui_run = materialize_through_graphql(services)
             assert_trained(services, ui_run, "GraphQL")
             backfill_run = backfill_through_graphql(services)
             assert_trained(services, backfill_run, "backfill")
+            services.start_schedule("weekly_retraining")
+            schedule_run = wait_for_tagged_run(services, "dagster/schedule_name", "weekly_retraining")
+            assert_trained(services, schedule_run, "schedule")
 
         assert_gpu_pod(pod_of_run(fake, sensor_run), "sensor run request")
         assert_gpu_pod(pod_of_run(fake, ui_run), "GraphQL materialization")
         assert_gpu_pod(pod_of_run(fake, backfill_run), "backfill")
+        assert_gpu_pod(pod_of_run(fake, schedule_run), "schedule tick")
         assert fake.pods == {}, "a pod was left behind"

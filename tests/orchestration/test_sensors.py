@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from ml.replay import replay
+from orchestration.definitions import build_definitions
 from orchestration.partitions import RANGE_END, RANGE_START
 from orchestration.retraining import retrain_sensor
 from orchestration.schedules import daily_ingestion_schedule
@@ -179,3 +180,16 @@ def test_daily_ingestion_runs_yesterdays_partition_in_new_york_time() -> None:
     assert [r.partition_key for r in requests] == ["2013-03-01"]
     with pytest.raises(ValueError, match="not HH:MM"):
         daily_ingestion_schedule("half past six")
+
+
+def test_weekly_retraining_runs_on_mondays_in_new_york_time_unless_configured() -> None:
+    default = build_definitions({}).get_schedule_def("weekly_retraining")
+    assert default.cron_schedule == "0 5 * * 1"
+    assert default.execution_timezone == "America/New_York"
+    assert default.job_name == "train_evaluate_promote"
+    configured = build_definitions({"PLATFORM_RETRAIN_CRON": "30 4 * * 0"}).get_schedule_def(
+        "weekly_retraining"
+    )
+    assert configured.cron_schedule == "30 4 * * 0"
+    with pytest.raises(dg.DagsterInvalidDefinitionError, match="cron"):
+        build_definitions({"PLATFORM_RETRAIN_CRON": "every monday"})
