@@ -7,7 +7,7 @@ DATA_DIR ?= .data
 DAGSTER_HOME ?= $(CURDIR)/.dagster
 PYTEST_ARGS ?=
 
-.PHONY: venv instance demo test lint format dev simulate replay bench clean
+.PHONY: venv instance demo test lint format dev simulate replay serve bench clean
 
 venv: $(STAMP)
 
@@ -51,6 +51,11 @@ dev: $(STAMP) instance
 SIMULATE_ARGS ?=
 simulate: $(STAMP)
 	$(BIN)/python -m orchestration.simulate $(SIMULATE_ARGS)
+
+# The model server on 127.0.0.1 with the current champion of the registry in $(DATA_DIR).
+# Clients send PLATFORM_SERVING_TOKEN as a bearer token; reloads need PLATFORM_SERVING_ADMIN_TOKEN.
+serve: $(STAMP)
+	PLATFORM_DATA_DIR=$(DATA_DIR) $(BIN)/python -m serving
 
 replay: $(STAMP)
 	$(BIN)/python -m ml.replay --landing $(DATA_DIR)/landing --start 2013-01-01 --end 2013-01-31

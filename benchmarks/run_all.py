@@ -33,6 +33,8 @@ BENCHMARKS = (
     "dvc_snapshot",
     "sensor_tick",
     "control_plane",
+    "serving_latency",
+    "serving_load",
 )
 
 

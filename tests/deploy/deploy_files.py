@@ -71,6 +71,9 @@ SECRET_KEY = re.compile(
     r"(password|passwd|secret_?access_?key|session_?token|api_?key|private_?key|^token$|credentials?$)",
     re.IGNORECASE,
 )
+# Names of environment variables whose value is a secret: a container's `env` entry
+# `{name: ..._TOKEN, value: ...}` is a literal where a `valueFrom.secretKeyRef` belongs.
+SECRET_ENV_NAME = re.compile(r"(PASSWORD|TOKEN|SECRET_ACCESS_KEY|API_KEY|PRIVATE_KEY)$", re.IGNORECASE)
 # Literal credentials whatever the key: AWS access key ids, PEM private keys, basic-auth URLs.
 SECRET_TEXT = re.compile(
     r"(AKIA[0-9A-Z]{16}|-----BEGIN [A-Z ]*PRIVATE KEY-----|://[^/\s:@]+:[^/\s@$]+@)",
@@ -82,6 +85,8 @@ FROM_LITERAL = re.compile(r"--from-literal=([^=\s]+)=(\S+)")
 def secret_literals_in_yaml(node: Any, path: str = "") -> Iterator[str]:
     """Paths of mapping keys that name a secret and hold a literal scalar instead of a reference."""
     if isinstance(node, dict):
+        if SECRET_ENV_NAME.search(str(node.get("name", ""))) and node.get("value") not in (None, ""):
+            yield f"{path}.value ({node['name']})"
         for key, value in node.items():
             where = f"{path}.{key}" if path else str(key)
             literal = isinstance(value, str | int | float) and not isinstance(value, bool) and value != ""

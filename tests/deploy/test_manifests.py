@@ -145,6 +145,8 @@ def test_no_file_in_deploy_holds_a_secret_value() -> None:
 def test_the_secret_scan_finds_planted_secrets(tmp_path: Path) -> None:
     (tmp_path / "values.yaml").write_text(
         "postgresql:\n  postgresqlPassword: hunter2\n  password:\n    env: X\n"
+        "env:\n  - {name: PLATFORM_SERVING_TOKEN, value: hunter2}\n"
+        "  - {name: PLATFORM_SERVING_ADMIN_TOKEN, valueFrom: {secretKeyRef: {name: s, key: k}}}\n"
     )
     (tmp_path / "Dockerfile").write_text("FROM python\nENV AWS_SECRET_ACCESS_KEY=abc\n")
     (tmp_path / "README.md").write_text(
@@ -154,10 +156,11 @@ def test_the_secret_scan_finds_planted_secrets(tmp_path: Path) -> None:
     )
     found = secret_literals(tmp_path)
     assert "values.yaml: postgresql.postgresqlPassword" in found
+    assert "values.yaml: env[0].value (PLATFORM_SERVING_TOKEN)" in found
     assert "Dockerfile: ENV/ARG AWS_SECRET_ACCESS_KEY" in found
     assert "README.md: --from-literal=postgresql-password=<a literal>" in found
     assert any(item.startswith("README.md: AKIA") for item in found)
-    assert len(found) == 4
+    assert len(found) == 5
 
 
 def test_the_one_off_jobs_validate_and_run_as_non_root_on_a_read_only_root() -> None:

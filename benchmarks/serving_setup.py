@@ -1,0 +1,210 @@
+"""What the serving benchmarks stand on: a lake with a champion and an online snapshot, and a live server.
+
+The platform is built with the project's own code, as in production but smaller: the
+replay tool, the bronze, features and online-snapshot assets, a training-set snapshot of
+the feature table, `ml.train` with the network of `params.yaml` (fewer epochs: the size
+of the network, not its quality, sets the cost of a request) and the registry. A second
+version with a copy of the champion's files is registered, so reloads can alternate
+between two versions. The server is the real entrypoint, `python -m serving`, in its
+own process on 127.0.0.1, configured by environment variables as it is deployed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.common import Lake, replay_landing
+from ml.lake import DeltaStore
+from ml.lineage import params_hash
+from ml.registry import ModelRegistry
+from ml.train import run as train
+from ml.train_reporting import ConsoleReporter
+from ml.training_set import SplitSizes, folder_md5, snapshot_from_lake
+
+TOKEN = "bench-client-token"
+ADMIN_TOKEN = "bench-admin-token"
+FIRST_DAY = dt.date(2013, 1, 1)
+PROJECT = Path(__file__).resolve().parents[1]
+SPLITS = SplitSizes(validation_days=3, test_days=3)
+MAX_EPOCHS = 2
+
+
+@dataclass
+class ServingPlatform:
+    """A lake under `root` whose registry holds a champion (`champion`) and a copy of it (`other`)."""
+
+    root: Path
+    last_day: dt.date
+    champion: int
+    other: int
+
+    @property
+    def lake_uri(self) -> str:
+        return str(self.root / "lake")
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(DeltaStore(self.lake_uri))
+
+    def flight(self, hour: int = 8, minute: int = 30) -> dict[str, Any]:
+        """A request's flight on the snapshot's last day, written as a client would."""
+        departure = dt.datetime.combine(
+            self.last_day, dt.time(hour, minute), tzinfo=dt.timezone(dt.timedelta(hours=-5))
+        )
+        return {
+            "carrier": "UA",
+            "origin": "EWR",
+            "dest": "ORD",
+            "scheduled_departure": departure.isoformat(),
+            "tailnum": "N14228",
+            "distance": 719,
+        }
+
+    def body(self, flights: int = 1) -> bytes:
+        """A predict body of `flights` flights, spread over the day so their features differ."""
+        return json.dumps(
+            {"flights": [self.flight(6 + i % 16, (7 * i) % 60) for i in range(flights)]}
+        ).encode()
+
+
+def build_platform(root: Path, days: int) -> ServingPlatform:
+    """Replay, ingest and featurize `days` days of 2013, publish the snapshot, train and promote."""
+    last = FIRST_DAY + dt.timedelta(days=days - 1)
+    landing = replay_landing(root / "landing", FIRST_DAY, last)
+    lake = Lake(root, landing)
+    lake.reference()
+    lake.materialize(("bronze/flights", "bronze/weather"), FIRST_DAY, last)
+    lake.materialize(("features/flight_features",), FIRST_DAY, last)
+    lake.materialize(("features/online_snapshot",))
+    store = lake.store
+    training_set = root / "training_set"
+    manifest = snapshot_from_lake(store, training_set, None, SPLITS)
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params["train"]["max_epochs"] = min(params["train"]["max_epochs"], MAX_EPOCHS)
+    params_file = root / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    model_dir = root / "models" / "champion"
+    metrics = train(training_set, model_dir, params_file, "cpu", ConsoleReporter())
+    registry = ModelRegistry(store)
+    source: dict[str, Any] = manifest["source"]  # type: ignore[assignment]
+    versions = []
+    for folder in (model_dir, root / "models" / "copy"):
+        if not folder.exists():
+            shutil.copytree(model_dir, folder)
+        versions.append(
+            registry.register(
+                artifact_uri=str(folder),
+                onnx_uri=str(folder / "model.onnx"),
+                model_md5=f"{folder.name}-{folder_md5(model_dir)}",
+                training_set_md5=folder_md5(training_set),
+                feature_table_uri=str(source["feature_table"]),
+                feature_table_version=int(source["feature_table_version"]),
+                lake_versions={},
+                git_commit="benchmark",
+                params={**params["train"], "hash": params_hash(params["train"])},
+                metrics={"test": metrics["test"]},
+            )
+        )
+    registry.promote(versions[0], "serving benchmark")
+    return ServingPlatform(root=root, last_day=last, champion=versions[0], other=versions[1])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running `python -m serving`: where it listens and its log file."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+    def url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def headers(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+@contextmanager
+def server(platform: ServingPlatform, log: Path, **settings: str) -> Iterator[Server]:
+    """`python -m serving` on a free port of 127.0.0.1, ready (`/readyz` answers 200) when yielded."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PLATFORM_LAKE_URI": platform.lake_uri,
+        "PLATFORM_SERVING_TOKEN": TOKEN,
+        "PLATFORM_SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
+        "PLATFORM_SERVING_HOST": "127.0.0.1",
+        "PLATFORM_SERVING_PORT": str(port),
+        "PLATFORM_SERVING_POLL_SECONDS": "0",
+        "PLATFORM_SERVING_CACHE_DIR": str(platform.root / "serving-cache"),
+        **{f"PLATFORM_SERVING_{k.upper()}": v for k, v in settings.items()},
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving"], cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    running = Server(port, process, log)
+    try:
+        _wait_ready(running)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(running: Server, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running.process.poll() is not None:
+            raise RuntimeError(
+                f"the server exited with {running.process.returncode}:\n{running.log.read_text()}"
+            )
+        try:
+            connection = running.connection()
+            connection.request("GET", "/readyz")
+            if connection.getresponse().status == 200:
+                connection.close()
+                return
+            connection.close()
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the server was not ready within {timeout} s:\n{running.log.read_text()}")
+
+
+def post(
+    connection: http.client.HTTPConnection, path: str, body: bytes, token: str = TOKEN
+) -> tuple[int, bytes]:
+    """One request on a kept-alive connection; the status and the whole answer."""
+    connection.request("POST", path, body=body, headers=headers(token))
+    answer = connection.getresponse()
+    return answer.status, answer.read()

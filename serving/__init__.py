@@ -1,0 +1,1 @@
+"""HTTP model server: the registry's champion on onnxruntime, features from the online snapshot."""

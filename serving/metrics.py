@@ -1,0 +1,55 @@
+"""Prometheus metrics of one app, in a registry of its own so two apps in a process do not mix counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class ServingMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.requests = Counter(
+            "serving_requests",
+            "HTTP requests by endpoint and status code.",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "serving_request_seconds",
+            "Time to answer a request, by endpoint.",
+            ["endpoint"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "serving_predictions",
+            "Flights scored, by model version.",
+            ["model_version"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "serving_batch_flights",
+            "Flights per accepted predict request.",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 5000),
+            registry=self.registry,
+        )
+        self.model_version = Gauge(
+            "serving_model_version",
+            "Registry version of the model being served (0: none).",
+            registry=self.registry,
+        )
+        self.snapshot_last_day = Gauge(
+            "serving_snapshot_last_day_timestamp_seconds",
+            "Start (UTC) of the last day of data in the online snapshot being served.",
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "serving_reloads",
+            "Reload attempts by trigger and outcome (swapped, unchanged, not_ready, failed).",
+            ["trigger", "outcome"],
+            registry=self.registry,
+        )

@@ -1,0 +1,411 @@
+"""deploy/k8s/serving.yaml and deploy/serving.Dockerfile, checked against the server they run.
+
+The probes, the port, the settings and the packages are read from `serving/` itself, so a
+renamed route, a new import or a changed default fails here before it fails a rollout.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import fnmatch
+import json
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from kubernetes.utils import parse_quantity
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from serving.app import create_app
+from serving.config import ADMIN_TOKEN_VARIABLE, TOKEN_VARIABLE, ServingConfig
+from serving.schemas import parse
+from tests.deploy.deploy_files import (
+    DEPLOY,
+    FROM_LITERAL,
+    KUBERNETES_VERSION,
+    MANIFESTS,
+    NAMESPACE,
+    REPO,
+    by_kind,
+    code_location,
+    final_stage,
+    instructions,
+    objects_in,
+)
+
+SERVING = MANIFESTS / "serving.yaml"
+DOCKERFILE = DEPLOY / "serving.Dockerfile"
+TOKENS_SECRET = "flightdelay-serving-tokens"
+STORAGE_SECRET = "flightdelay-storage"
+PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+
+# Imports `python -m serving` in a fresh interpreter (this one has Dagster loaded by other tests)
+# and prints the project files it loaded and every top-level module that ended up in sys.modules.
+LOAD_THE_SERVER = """
+import json, sys
+from pathlib import Path
+import serving.__main__
+root = Path.cwd().resolve()
+files = set()
+for module in list(sys.modules.values()):
+    path = Path(getattr(module, "__file__", None) or "/").resolve()
+    if path.is_file() and path.is_relative_to(root) and "site-packages" not in path.parts:
+        files.add(path.relative_to(root).as_posix())
+print(json.dumps({"files": sorted(files), "modules": sorted({m.split(".")[0] for m in sys.modules})}))
+"""
+
+
+def serving_objects() -> dict[str, dict[str, Any]]:
+    objects = objects_in(SERVING)
+    kinds = {obj["kind"]: obj for obj in objects}
+    assert len(kinds) == len(objects), "one object of each kind"
+    return kinds
+
+
+def pod_spec() -> dict[str, Any]:
+    return serving_objects()["Deployment"]["spec"]["template"]["spec"]
+
+
+def container() -> dict[str, Any]:
+    [only] = pod_spec()["containers"]
+    return only
+
+
+def container_port() -> int:
+    [port] = container()["ports"]
+    return port["containerPort"]
+
+
+def named_port(port: int | str) -> int:
+    """A probe's or the Service's target port, resolved like the kubelet does: by name or number."""
+    if isinstance(port, int):
+        return port
+    [match] = [p["containerPort"] for p in container()["ports"] if p["name"] == port]
+    return match
+
+
+def image_env() -> dict[str, str]:
+    """ENV of the image's final stage, as the container starts with it."""
+    env: dict[str, str] = {}
+    for op, args in final_stage(DOCKERFILE):
+        if op == "ENV":
+            env.update(item.partition("=")[::2] for item in shlex.split(args))
+    return env
+
+
+def container_env() -> dict[str, str]:
+    """What the server process reads: the image's ENV, then the pod's values, Secret values stood in for."""
+    env = image_env()
+    for entry in container()["env"]:
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+        elif "secretKeyRef" in entry["valueFrom"]:
+            env[entry["name"]] = f"from-secret-{entry['valueFrom']['secretKeyRef']['key']}"
+    return env
+
+
+def readme() -> str:
+    """deploy/README.md with shell continuation lines joined."""
+    return re.sub(r"\\\n", " ", (DEPLOY / "README.md").read_text())
+
+
+def routes(tmp_path: Path) -> dict[str, set[str]]:
+    config = ServingConfig(lake_uri=str(tmp_path / "lake"), token="a", admin_token="b")
+    app = create_app(config)
+    return {route.path: route.methods or set() for route in app.routes if isinstance(route, Route)}
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def image_requirements() -> list[Requirement]:
+    """The packages the build stage installs from the registry (the project itself goes in with --no-deps)."""
+    [install] = [
+        args
+        for op, args in instructions(DOCKERFILE)
+        if op == "RUN" and "pip install" in args and "--no-deps" not in args
+    ]
+    words = shlex.split(install)
+    return [Requirement(word) for word in words[words.index("install") + 1 :] if not word.startswith("-")]
+
+
+def server_imports() -> tuple[set[str], set[str], set[str]]:
+    """(distributions the server's own modules import, its top-level packages, every module it loaded)."""
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_THE_SERVER], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    loaded = json.loads(result.stdout)
+    own = {file.split("/")[0] for file in loaded["files"]}
+    names: set[str] = set()
+    for file in loaded["files"]:
+        for node in ast.walk(ast.parse((REPO / file).read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    third_party = names - own - set(sys.stdlib_module_names)
+    distributions = packages_distributions()
+    unknown = sorted(name for name in third_party if name not in distributions)
+    assert unknown == [], f"imported but not installed here: {unknown}"
+    return {canonicalize_name(distributions[name][0]) for name in third_party}, own, set(loaded["modules"])
+
+
+class ReadEnv(dict[str, str]):
+    """An environment that remembers which variables were asked for."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_the_serving_objects_validate_strictly() -> None:
+    objects = serving_objects()
+    assert set(objects) == {
+        "ServiceAccount",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    }
+    for obj in objects.values():
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        assert obj["metadata"]["namespace"] == NAMESPACE
+    # Strict: a misspelt field of a probe is an error, not silently dropped by the API server.
+    broken = copy.deepcopy(objects["Deployment"])
+    broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["paht"] = "/readyz"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_probes_and_the_scrape_path_are_routes_the_app_serves(tmp_path: Path) -> None:
+    served = routes(tmp_path)
+    probes = {name: container()[name]["httpGet"] for name in PROBES}
+    for name, get in probes.items():
+        assert "GET" in served[get["path"]], name
+        assert named_port(get["port"]) == container_port(), name
+    # Liveness must not depend on a model (no champion would restart pods forever); readiness must.
+    assert probes["livenessProbe"]["path"] == probes["startupProbe"]["path"] == "/healthz"
+    assert probes["readinessProbe"]["path"] == "/readyz"
+    annotations = serving_objects()["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert "GET" in served[annotations["prometheus.io/path"]]
+    assert int(annotations["prometheus.io/port"]) == container_port()
+
+
+def test_without_a_model_the_pod_is_live_but_takes_no_traffic(tmp_path: Path) -> None:
+    """The server as the pod configures it, on an empty lake: what each probe would see."""
+    env = {
+        **container_env(),
+        "PLATFORM_LAKE_URI": str(tmp_path / "lake"),
+        "PLATFORM_STORAGE_OPTIONS": "{}",
+        "PLATFORM_SERVING_CACHE_DIR": str(tmp_path / "cache"),
+        "PLATFORM_SERVING_POLL_SECONDS": "0",
+    }
+    with TestClient(create_app(ServingConfig.from_env(env))) as client:
+        status = {name: client.get(container()[name]["httpGet"]["path"]).status_code for name in PROBES}
+        scrape = client.get(
+            serving_objects()["Deployment"]["spec"]["template"]["metadata"]["annotations"][
+                "prometheus.io/path"
+            ]
+        )
+    assert status == {"startupProbe": 200, "livenessProbe": 200, "readinessProbe": 503}
+    assert "serving_model_version 0.0" in scrape.text
+
+
+def test_the_server_listens_where_the_pod_and_the_service_send_traffic() -> None:
+    config = ServingConfig.from_env(container_env())
+    assert config.host == "0.0.0.0"
+    assert config.port == container_port()
+    assert ("EXPOSE", str(config.port)) in final_stage(DOCKERFILE)
+    service = serving_objects()["Service"]["spec"]
+    assert service["type"] == "ClusterIP"
+    [port] = service["ports"]
+    assert port["port"] == 80 and named_port(port["targetPort"]) == config.port
+
+
+def test_every_platform_variable_of_the_pod_and_the_image_is_one_the_server_reads() -> None:
+    """A misspelt setting would be ignored silently and the default used."""
+    env = ReadEnv(container_env())
+    ServingConfig.from_env(env)
+    assert sorted(name for name in env if name.startswith("PLATFORM_") and name not in env.read) == []
+
+
+def test_the_server_reads_the_platform_lake_with_the_platform_storage_secret() -> None:
+    config = ServingConfig.from_env(container_env())
+    platform = code_location()["env"]
+    assert config.lake_uri == platform["PLATFORM_LAKE_URI"]
+    assert config.storage_options == json.loads(platform["PLATFORM_STORAGE_OPTIONS"])
+    assert container_env()["AWS_REGION"] == platform["AWS_REGION"]
+    assert container()["envFrom"] == [
+        {"secretRef": {"name": s["name"]}} for s in code_location()["envSecrets"]
+    ]
+    assert container()["envFrom"] == [{"secretRef": {"name": STORAGE_SECRET}}]
+
+
+def test_the_tokens_come_only_from_their_secret() -> None:
+    names = [entry["name"] for entry in container()["env"]]
+    assert len(names) == len(set(names)), "a repeated variable: the last one wins"
+    entries = {entry["name"]: entry for entry in container()["env"]}
+    refs = {}
+    for variable in (TOKEN_VARIABLE, ADMIN_TOKEN_VARIABLE):
+        assert set(entries[variable]) == {"name", "valueFrom"}, variable
+        [(source, ref)] = entries[variable]["valueFrom"].items()
+        assert source == "secretKeyRef" and ref["name"] == TOKENS_SECRET and not ref.get("optional", False)
+        refs[variable] = ref["key"]
+    assert len(set(refs.values())) == 2, "the server refuses one token for both roles"
+    # No other literal or Secret reaches the container, and the image names no token.
+    secret_refs = [e["name"] for e in container()["env"] if "secretKeyRef" in e.get("valueFrom", {})]
+    assert sorted(secret_refs) == sorted(refs)
+    assert TOKEN_VARIABLE not in DOCKERFILE.read_text() and ADMIN_TOKEN_VARIABLE not in DOCKERFILE.read_text()
+    # The README creates (and rotates) exactly the keys the pod reads.
+    creates = [line for line in readme().splitlines() if f"create secret generic {TOKENS_SECRET}" in line]
+    assert creates
+    assert all({key for key, _ in FROM_LITERAL.findall(line)} == set(refs.values()) for line in creates)
+
+
+def test_the_pod_runs_as_non_root_on_a_read_only_root_with_scratch_space_for_what_it_writes() -> None:
+    spec, box = pod_spec(), container()
+    pod_user = f"{spec['securityContext']['runAsUser']}:{spec['securityContext']['runAsGroup']}"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert ("USER", pod_user) in final_stage(DOCKERFILE)  # the image's files belong to the pod's user
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert box["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    # No API token: the account is the server's own, unbound, and mounts none.
+    account = serving_objects()["ServiceAccount"]
+    assert spec["serviceAccountName"] == account["metadata"]["name"]
+    assert spec["automountServiceAccountToken"] is False and account["automountServiceAccountToken"] is False
+    assert all(
+        s["name"] != account["metadata"]["name"] for b in by_kind("RoleBinding") for s in b["subjects"]
+    )
+    # Every folder the process writes is an emptyDir: the model cache, HOME and the temp folder.
+    scratch = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+    mounts = {m["mountPath"] for m in box["volumeMounts"] if m["name"] in scratch}
+    config = ServingConfig.from_env(container_env())
+    assert {str(config.cache_dir), container_env()["HOME"], "/tmp"} <= mounts
+
+
+def test_a_stopping_pod_leaves_the_service_before_it_stops_answering() -> None:
+    spec, box = pod_spec(), container()
+    sleep = box["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert sleep >= 5  # longer than endpoint removal takes to reach kube-proxy and ingresses
+    # SIGTERM comes only after the sleep, within the grace period: the rest drains and flushes.
+    assert spec["terminationGracePeriodSeconds"] - sleep >= 30
+    strategy = serving_objects()["Deployment"]["spec"]["strategy"]
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_the_autoscaler_owns_the_replica_count_of_this_deployment() -> None:
+    objects = serving_objects()
+    deployment, hpa = objects["Deployment"], objects["HorizontalPodAutoscaler"]["spec"]
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": deployment["apiVersion"],
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
+    assert "replicas" not in deployment["spec"]  # `kubectl apply` would reset the autoscaler's count
+    assert hpa["minReplicas"] == 2 and hpa["maxReplicas"] > hpa["minReplicas"]
+    [metric] = hpa["metrics"]
+    assert metric["resource"]["name"] == "cpu" and metric["resource"]["target"]["type"] == "Utilization"
+    assert "cpu" in container()["resources"]["requests"]  # utilization is a share of the request
+    assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 60
+
+
+def test_the_selectors_pick_the_serving_pods_and_no_other() -> None:
+    objects = serving_objects()
+    template = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    selectors = {
+        "Deployment": objects["Deployment"]["spec"]["selector"]["matchLabels"],
+        "Service": objects["Service"]["spec"]["selector"],
+        "PodDisruptionBudget": objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"],
+    }
+    assert all(selects(selector, template) for selector in selectors.values()), selectors
+    assert selectors["Service"] == selectors["PodDisruptionBudget"] == selectors["Deployment"]
+    # The one-off Job's pods share the part-of label only: none of these selectors takes them in.
+    job_pods = [
+        doc["spec"]["template"]["metadata"]["labels"]
+        for doc in objects_in(DEPLOY / "jobs" / "prepare-work-volume.yaml")
+    ]
+    assert not any(selects(selector, labels) for selector in selectors.values() for labels in job_pods)
+    budget = objects["PodDisruptionBudget"]["spec"]
+    assert budget["minAvailable"] == 1 < objects["HorizontalPodAutoscaler"]["spec"]["minReplicas"]
+
+
+def test_the_pod_is_sized_for_two_cores_and_its_thread_pools_follow_the_limit() -> None:
+    resources = container()["resources"]
+    for name in ("cpu", "memory"):
+        assert parse_quantity(resources["requests"][name]) <= parse_quantity(resources["limits"][name]), name
+    assert parse_quantity(resources["limits"]["cpu"]) == 2
+    pools = {
+        e["name"]: e["valueFrom"]["resourceFieldRef"]
+        for e in container()["env"]
+        if "resourceFieldRef" in e.get("valueFrom", {})
+    }
+    assert set(pools) == {"OMP_NUM_THREADS", "POLARS_MAX_THREADS"}
+    assert all(
+        ref == {"containerName": container()["name"], "resource": "limits.cpu", "divisor": "1"}
+        for ref in pools.values()
+    )
+
+
+def test_the_image_installs_what_the_server_imports_and_neither_torch_nor_dagster() -> None:
+    imported, own, loaded = server_imports()
+    requirements = image_requirements()
+    assert {canonicalize_name(r.name) for r in requirements} == imported
+    assert not {"torch", "dagster", "dagster_pipes"} & loaded
+    assert not [r.name for r in requirements if r.name == "torch" or r.name.startswith("dagster")]
+    # The project's own packages the server loads are copied into the build.
+    copied = {
+        args.split()[0] for op, args in instructions(DOCKERFILE) if op == "COPY" and "--from=" not in args
+    }
+    assert own <= copied
+    # `pip install --no-deps .` installs only the packages pyproject names.
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert all(any(fnmatch.fnmatch(package, pattern) for pattern in include) for package in own), include
+    # Same ranges as the project, so the image cannot drift from what the tests ran against.
+    project = {
+        canonicalize_name(req.name): req.specifier
+        for req in map(Requirement, pyproject["project"]["dependencies"])
+    }
+    drift = [
+        str(r)
+        for r in requirements
+        if canonicalize_name(r.name) in project and r.specifier != project[canonicalize_name(r.name)]
+    ]
+    assert drift == []
+
+
+def test_the_image_starts_the_server_as_the_module_the_tests_load() -> None:
+    [cmd] = [json.loads(args) for op, args in final_stage(DOCKERFILE) if op == "CMD"]
+    assert cmd[:2] == ["python", "-m"] and LOAD_THE_SERVER.count(f"import {cmd[2]}.__main__") == 1
+    assert not [op for op, _ in final_stage(DOCKERFILE) if op == "ENTRYPOINT"]
+
+
+def test_the_readme_deploys_this_image_and_sends_a_request_the_server_accepts(tmp_path: Path) -> None:
+    image = container()["image"].rsplit("/", 1)[1]
+    assert f'sed "s|{image}|' in readme()
+    [body] = re.findall(r"-d '(\{.*?\})'", readme(), re.DOTALL)
+    request = parse(body.encode(), ServingConfig.from_env(container_env()).max_batch)
+    assert len(request.flights) == 1
+    [path] = re.findall(r"-d '.*?' +http://127\.0\.0\.1:\d+(/\S+)", readme(), re.DOTALL)
+    assert "POST" in routes(tmp_path)[path]
