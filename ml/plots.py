@@ -24,7 +24,7 @@ Predictions = Mapping[str, np.ndarray]
 PLOT_FILES = {"roc": "roc.png", "precision_recall": "precision_recall.png", "calibration": "calibration.png"}
 
 
-def _png(draw: Callable[[Figure], None]) -> bytes:
+def png(draw: Callable[[Figure], None]) -> bytes:
     figure = Figure(figsize=(6, 5), dpi=100)
     FigureCanvasAgg(figure)
     draw(figure)
@@ -55,7 +55,7 @@ def roc_plot(y: np.ndarray, predictions: Predictions) -> bytes:
         )
         ax.legend(loc="lower right")
 
-    return _png(draw)
+    return png(draw)
 
 
 def precision_recall_plot(y: np.ndarray, predictions: Predictions) -> bytes:
@@ -73,7 +73,7 @@ def precision_recall_plot(y: np.ndarray, predictions: Predictions) -> bytes:
         ax.set(xlabel="recall", ylabel="precision", title="Precision-recall", xlim=(0, 1), ylim=(0, 1))
         ax.legend(loc="upper right")
 
-    return _png(draw)
+    return png(draw)
 
 
 def calibration_plot(y: np.ndarray, predictions: Predictions, bins: int = 10) -> bytes:
@@ -95,7 +95,7 @@ def calibration_plot(y: np.ndarray, predictions: Predictions, bins: int = 10) ->
         )
         ax.legend(loc="upper left")
 
-    return _png(draw)
+    return png(draw)
 
 
 def write_plots(y: np.ndarray, predictions: Predictions, folder: Path) -> dict[str, Path]:

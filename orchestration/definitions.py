@@ -7,10 +7,11 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from assets import deployment, evaluation, features, ingestion, lineage, training
+from assets import deployment, evaluation, features, ingestion, lineage, monitoring, training
 from orchestration.executors import build_executor
 from orchestration.jobs import bronze_job, daily_ingestion_job, reference_job, training_job
 from orchestration.maintenance import maintenance, maintenance_schedule
+from orchestration.monitoring import monitoring_job, monitoring_schedule
 from orchestration.profiles import build_resources
 from orchestration.registry_jobs import rollback
 from orchestration.retraining import DEFAULT_RETRAIN_CRON, retrain_sensor, weekly_retraining_schedule
@@ -21,12 +22,23 @@ from orchestration.sensors import features_automation_sensor, landing_sensor
 def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
     env = os.environ if env is None else env
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([ingestion, features, training, evaluation, deployment]),
+        assets=dg.load_assets_from_modules(
+            [ingestion, features, training, evaluation, deployment, monitoring]
+        ),
         asset_checks=[lineage.registered_versions_recoverable],
-        jobs=[reference_job, bronze_job, daily_ingestion_job, training_job, maintenance, rollback],
+        jobs=[
+            reference_job,
+            bronze_job,
+            daily_ingestion_job,
+            training_job,
+            maintenance,
+            rollback,
+            monitoring_job,
+        ],
         schedules=[
             daily_ingestion_schedule(env.get("PLATFORM_DAILY_INGESTION_AT", DEFAULT_AT)),
             maintenance_schedule,
+            monitoring_schedule,
             weekly_retraining_schedule(env.get("PLATFORM_RETRAIN_CRON", DEFAULT_RETRAIN_CRON)),
         ],
         sensors=[landing_sensor, features_automation_sensor, retrain_sensor],

@@ -20,6 +20,12 @@ LAKE_TABLES = (
     "bronze/weather_rejects",
     "bronze/weather_landing_log",
     "features/flight_features",
+    # Appended to in small batches by every server replica and monitoring run: compaction
+    # keeps them from turning into thousands of tiny files.
+    "monitoring/predictions",
+    "monitoring/drift",
+    "monitoring/live_performance",
+    "monitoring/drift_signals",
 )
 
 

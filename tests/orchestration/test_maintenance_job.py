@@ -5,8 +5,10 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
+from ml.monitoring_tables import DRIFT_TABLE, LIVE_PERFORMANCE_TABLE, PREDICTIONS_TABLE
 from ml.registry import ModelRegistry
 from orchestration.maintenance import LAKE_TABLES, maintenance
+from resources.automation import DRIFT_SIGNALS_TABLE
 from tests.conftest import ASSETS, Platform, day
 
 
@@ -39,6 +41,8 @@ def test_maintenance_covers_every_table_the_assets_write(platform: Platform) -> 
     written = {str(log.parent.relative_to(lake)) for log in lake.glob("*/*/_delta_log")}
     assert {"bronze/flights", "bronze/flights_landing_log", "features/flight_features"} <= written
     assert written <= set(LAKE_TABLES)
+    logs = {PREDICTIONS_TABLE, DRIFT_TABLE, LIVE_PERFORMANCE_TABLE, DRIFT_SIGNALS_TABLE}
+    assert logs <= set(LAKE_TABLES), "the monitoring tables are appended to and need compaction"
 
 
 def _register_on_features(platform: Platform) -> int:

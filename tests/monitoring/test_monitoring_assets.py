@@ -1,0 +1,191 @@
+"""The monitoring assets on a trained champion's lake: drift against the training split, realized
+quality from the real server's prediction log, and the retraining signal they leave for the sensor."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+from sklearn.metrics import roc_auc_score
+from starlette.testclient import TestClient
+
+from assets import monitoring
+from ml.monitoring_tables import DRIFT_TABLE, LIVE_PERFORMANCE_TABLE, PREDICTIONS_TABLE
+from orchestration.retraining import retrain_sensor
+from resources import DvcResource, LakeResource, RetrainPolicy
+from resources.automation import DRIFT_SIGNALS_TABLE
+from serving.app import create_app
+from tests.conftest import ASSETS, day
+from tests.serving.conftest import Served, bearer
+
+ALL_ASSETS = [*ASSETS, monitoring.drift, monitoring.live_performance]
+
+
+class Monitored:
+    """A copy of the served platform's lake, so each test starts without a prediction log or signals."""
+
+    def __init__(self, served: Served, tmp_path: Path) -> None:
+        shutil.copytree(served.platform.root / "lake", tmp_path / "lake")
+        self.served = served
+        self.lake = LakeResource(root=str(tmp_path / "lake"))
+        self.store = self.lake.store()
+
+    def materialize(self, key: str, config: dict | None = None) -> dg.ExecuteInProcessResult:
+        op = key.replace("/", "__")
+        return dg.materialize(
+            ALL_ASSETS,
+            selection=[key],
+            resources={**self.served.platform.resources, "lake": self.lake},
+            run_config={"ops": {op: {"config": config}}} if config else None,
+        )
+
+    def retrain_tick(self, cursor: str | None = None) -> dg.SensorResult | dg.SkipReason:
+        context = dg.build_sensor_context(
+            cursor=cursor,
+            resources={
+                "lake": self.lake,
+                "dvc": DvcResource(repo_root=str(self.served.platform.repo)),
+                "retrain_policy": RetrainPolicy(new_feature_days=0),
+            },
+        )
+        return retrain_sensor(context)
+
+
+@pytest.fixture
+def monitored(served: Served, tmp_path: Path) -> Monitored:
+    return Monitored(served, tmp_path)
+
+
+def checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+
+
+def metadata(result: dg.ExecuteInProcessResult) -> dict:
+    (event,) = result.get_asset_materialization_events()
+    return event.materialization.metadata
+
+
+def test_drift_breach_writes_one_signal_and_the_sensor_asks_for_retraining(monitored: Monitored) -> None:
+    calm = monitored.materialize("monitoring/drift", {"psi_threshold": 100.0, "ks_threshold": 1.0})
+    assert checks(calm) == {"no_feature_drift": True}
+    assert not monitored.store.exists(DRIFT_SIGNALS_TABLE)
+    assert isinstance(monitored.retrain_tick(), dg.SkipReason)
+
+    result = monitored.materialize("monitoring/drift")
+    table = monitored.store.read(DRIFT_TABLE)  # the calm run's day was replaced, not duplicated
+    assert table.height == table["feature"].n_unique() == 31
+    assert set(table["as_of"]) == {day(14)} and set(table["window_first"]) == {day(8)}
+    # Two weeks into the data the 28-day trailing windows are still filling: volumes double.
+    breached = set(table.filter("breach")["feature"])
+    assert {"origin_flights_28d", "carrier_flights_28d"} <= breached
+    assert not {"month", "days_to_holiday"} & set(table["feature"])
+    assert checks(result) == {"no_feature_drift": False}
+    meta = metadata(result)
+    assert "origin_flights_28d" in meta["features"].value and "data:image/png;base64," in meta["plot"].value
+
+    (signal,) = monitored.store.read(DRIFT_SIGNALS_TABLE).iter_rows(named=True)
+    assert signal["key"] == f"feature-drift-{day(14)}-vs-cutoff-{day(14)}"
+    assert (signal["source"], signal["feature"], signal["metric"], signal["threshold"]) == (
+        "monitoring/drift",
+        "origin_flights_28d",
+        "psi",
+        0.2,
+    )
+    due = monitored.retrain_tick()
+    assert isinstance(due, dg.SensorResult)
+    (request,) = due.run_requests or []
+    assert request.run_key == f"drift:{signal['key']}" and request.tags["platform/trigger"] == "drift"
+
+    monitored.materialize("monitoring/drift")  # the same breach again: no second signal, no second run
+    assert monitored.store.read(DRIFT_SIGNALS_TABLE).height == 1
+    assert isinstance(monitored.retrain_tick(due.cursor), dg.SkipReason)
+
+
+def request_body(rows: list[dict]) -> dict:
+    return {
+        "flights": [
+            {
+                "carrier": r["carrier"],
+                "origin": r["origin"],
+                "dest": r["dest"],
+                "scheduled_departure": r["sched_dep_utc"].isoformat(),
+                "tailnum": r["tailnum"],
+                "distance": r["distance"],
+            }
+            for r in rows
+        ]
+    }
+
+
+def test_live_performance_scores_the_real_servers_answers_per_day_against_outcomes(
+    monitored: Monitored,
+) -> None:
+    bronze = monitored.store.read_days("bronze/flights", "flight_date", day(12), day(14))
+    bronze = bronze.filter(pl.col("tailnum").is_not_null()).sort(
+        "flight_date", "sched_dep_utc", "carrier", "flight"
+    )
+    few = bronze.filter(pl.col("flight_date") == day(12)).head(30)
+    full = bronze.filter(pl.col("flight_date") > day(12))
+    ahead = full.tail(1).with_columns(
+        pl.col("sched_dep_utc") + dt.timedelta(days=1)
+    )  # day 15: no outcome yet
+    invented = full.head(1).with_columns(  # an hour and minute no UA flight from EWR to ORD had
+        carrier=pl.lit("UA"),
+        origin=pl.lit("EWR"),
+        dest=pl.lit("ORD"),
+        sched_dep_utc=pl.lit(dt.datetime(2013, 1, 14, 8, 17, tzinfo=dt.UTC)),
+    )
+    assert bronze.join(invented, on=["carrier", "origin", "dest", "sched_dep_utc"]).is_empty()
+    probabilities: list[float] = []
+    config = monitored.served.config(lake_uri=monitored.lake.root)
+    with TestClient(create_app(config)) as client:
+        for frame in (few, *full.iter_slices(1000), ahead, invented, full.head(10)):
+            answer = client.post("/v1/predict", json=request_body(frame.to_dicts()), headers=bearer())
+            assert answer.status_code == 200, answer.text
+            probabilities += [p["delay_probability"] for p in answer.json()["predictions"]]
+    logged = monitored.store.read(PREDICTIONS_TABLE)
+    assert logged.height == len(probabilities) == few.height + full.height + 12
+
+    result = monitored.materialize(
+        "monitoring/live_performance", {"min_outcomes": 100, "auc_floor": 0.5, "max_calibration_error": 1.0}
+    )
+    assert checks(result) == {"realized_quality": True}
+    table = monitored.store.read(LIVE_PERFORMANCE_TABLE).sort("flight_date")
+    assert table["status"].to_list() == ["too_few_outcomes", "scored", "scored", "pending"]
+    assert table["roc_auc"][0] is None and table["roc_auc"][3] is None
+    answered = full.with_columns(pl.Series("p", probabilities[few.height : few.height + full.height]))
+    for row in table.filter(pl.col("status") == "scored").iter_rows(named=True):
+        scored = answered.filter(
+            pl.col("flight_date") == row["flight_date"], pl.col("arr_delay").is_not_null()
+        )
+        assert row["outcomes"] == scored.height
+        assert row["roc_auc"] == pytest.approx(
+            roc_auc_score(scored["arr_delay"] >= 15, scored["p"]), abs=1e-9
+        )
+        no_outcome = answered.filter(
+            pl.col("flight_date") == row["flight_date"], pl.col("arr_delay").is_null()
+        )
+        assert row["cancelled"] + row["diverted"] == no_outcome.height > 0
+        assert row["cancelled"] == no_outcome.filter(pl.col("dep_time").is_null()).height
+    assert table.filter(pl.col("flight_date") == day(14))["unmatched"].to_list() == [1]
+    meta = metadata(result)
+    assert meta["duplicate_predictions"].value == 10 and "data:image/png;base64," in meta["plot"].value
+
+    strict = monitored.materialize("monitoring/live_performance", {"auc_floor": 0.99})
+    assert checks(strict) == {"realized_quality": False}
+    assert monitored.store.read(LIVE_PERFORMANCE_TABLE).height == 4  # its days replaced, not appended
+    (signal,) = monitored.store.read(DRIFT_SIGNALS_TABLE).iter_rows(named=True)
+    assert (signal["source"], signal["metric"], signal["threshold"]) == (
+        "monitoring/live_performance",
+        "roc_auc",
+        0.99,
+    )
+    worst = table.filter(pl.col("status") == "scored").sort("roc_auc").row(0, named=True)
+    assert signal["key"] == f"live-performance-v{worst['model_version']}-{worst['flight_date']}"
+    due = monitored.retrain_tick()
+    assert isinstance(due, dg.SensorResult)
+    assert [r.run_key for r in due.run_requests or []] == [f"drift:{signal['key']}"]
