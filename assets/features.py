@@ -52,6 +52,20 @@ def follows_bronze() -> dg.AutomationCondition:
     ).with_label("follows bronze")
 
 
+def follows_features() -> dg.AutomationCondition:
+    """The online snapshot follows the features: rebuilt after any day of them is written.
+
+    Bronze updates alone do not trigger it (the features that follow them will), and it
+    waits while a features run is in flight so that a backfill rebuilds it once, at the end.
+    """
+    bronze = dg.AssetSelection.keys("bronze/flights", "bronze/weather", "bronze/planes")
+    return (
+        dg.AutomationCondition.any_deps_updated().ignore(bronze).since_last_handled()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("follows features")
+
+
 def _window(days: int) -> dg.TimeWindowPartitionMapping:
     return dg.TimeWindowPartitionMapping(
         start_offset=-days, end_offset=0, allow_nonexistent_upstream_partitions=True
@@ -144,6 +158,7 @@ class OnlineSnapshotConfig(dg.Config):
     group_name="features",
     deps=[flight_features, flights, weather, planes],
     kinds={"parquet", "polars"},
+    automation_condition=follows_features(),
 )
 def online_snapshot(
     context: dg.AssetExecutionContext, config: OnlineSnapshotConfig, lake: LakeResource

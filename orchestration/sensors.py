@@ -62,7 +62,8 @@ def landing_sensor(
 
 features_automation_sensor = dg.AutomationConditionSensorDefinition(
     "features_automation",
-    target=dg.AssetSelection.keys("features/flight_features"),
+    target=dg.AssetSelection.keys("features/flight_features", "features/online_snapshot"),
     minimum_interval_seconds=10,
-    description="Evaluates the features' automation condition every 10 s (Dagster's default sensor: 30 s).",
+    description="Evaluates the automation conditions of the features and the online snapshot every 10 s "
+    "(Dagster's default sensor: 30 s).",
 )
