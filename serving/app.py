@@ -31,7 +31,7 @@ from serving.config import ServingConfig
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore, NotReadyError
 from serving.prediction_log import PredictionLog
-from serving.schemas import errors_of, is_batch_too_large, outside_range, parse, request_frame, schedules
+from serving.schemas import errors_of, flight_numbers, is_batch_too_large, outside_range, parse, schedules
 
 log = logging.getLogger("serving")
 INLINE_FLIGHTS = 16
@@ -166,12 +166,16 @@ def create_app(
             probabilities = served.predict_schedules(flights)
         else:
             probabilities = await run_in_threadpool(served.predict_schedules, flights)
-        frame = request_frame(flights)
         version = served.version.version
         metrics.predictions.labels(str(version)).inc(len(probabilities))
         metrics.batch_size.observe(len(probabilities))
         prediction_log.record(
-            frame, probabilities, version, served.snapshot_id, request.headers.get("x-request-id")
+            flights,
+            probabilities,
+            version,
+            served.snapshot_id,
+            request.headers.get("x-request-id"),
+            flight_numbers(parsed),
         )
         return JSONResponse(
             {

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ml.lake import DeltaStore
 from ml.monitoring_tables import PREDICTION_LOG_SCHEMA, PREDICTIONS_TABLE, append
-from ml.online_features import flight_date
+from ml.online_features import REQUEST_SCHEMA, Schedule, flight_date
 
 log = logging.getLogger("serving.prediction_log")
 Writer = Callable[[pl.DataFrame], None]
@@ -57,16 +57,17 @@ class LogSettings:
 class _Answer:
     """One request's answer, as given: converted to rows by the writer, not by the request."""
 
-    flights: pl.DataFrame
+    flights: Sequence[Schedule]
     probabilities: np.ndarray
     request_id: str
     requested_at: dt.datetime
     model_version: int
     snapshot_id: str
+    flight_numbers: Sequence[int | None]
 
     @property
     def rows(self) -> int:
-        return self.flights.height
+        return len(self.flights)
 
 
 class PredictionLog:
@@ -108,13 +109,14 @@ class PredictionLog:
 
     def record(
         self,
-        flights: pl.DataFrame,
+        flights: Sequence[Schedule],
         probabilities: np.ndarray,
         model_version: int,
         snapshot_id: str,
         request_id: str | None = None,
+        flight_numbers: Sequence[int | None] | None = None,
     ) -> str:
-        """Queue one request's answers (rows of `serving.schemas.request_frame`); returns the request id."""
+        """Queue one request's answers; returns the request id. Rows are built by the writer, not here."""
         answer = _Answer(
             flights=flights,
             probabilities=np.asarray(probabilities, dtype=np.float64),
@@ -122,6 +124,7 @@ class PredictionLog:
             requested_at=dt.datetime.now(dt.UTC),
             model_version=model_version,
             snapshot_id=snapshot_id,
+            flight_numbers=flight_numbers if flight_numbers is not None else [None] * len(flights),
         )
         with self._condition:
             reason = "closed" if self._stopping and self._thread is None else None
@@ -254,11 +257,10 @@ def rows_of(answers: list[_Answer]) -> pl.DataFrame:
     """The log rows (`PREDICTION_LOG_SCHEMA`) of queued answers."""
     parts = []
     for a in answers:
-        flights = a.flights
-        if "flight" not in flights.columns:
-            flights = flights.with_columns(pl.lit(None, pl.Int32).alias("flight"))
+        flights = pl.DataFrame(list(a.flights), schema=REQUEST_SCHEMA, orient="row")
         parts.append(
             flights.with_columns(
+                pl.Series("flight", list(a.flight_numbers), dtype=pl.Int32),
                 pl.lit(a.request_id).alias("request_id"),
                 pl.lit(a.requested_at, dtype=PREDICTION_LOG_SCHEMA["requested_at"]).alias("requested_at"),
                 pl.int_range(pl.len(), dtype=pl.Int32).alias("position"),

@@ -28,6 +28,9 @@ class Flight(BaseModel):
     scheduled_departure: AwareDatetime = Field(description="ISO 8601 with a UTC offset")
     tailnum: str | None = Field(default=None, pattern=r"^[A-Z0-9]{1,10}$")
     distance: int = Field(ge=1, le=10_000, description="miles")
+    flight: int | None = Field(
+        default=None, ge=1, le=9999, description="flight number: not a feature; logged to match outcomes"
+    )
 
 
 class PredictRequest(BaseModel):
@@ -98,6 +101,10 @@ def outside_range(flights: list[Schedule], first: dt.date, last: dt.date) -> lis
         if flight.origin == flight.dest
     ][:MAX_ERRORS]
     return errors[:MAX_ERRORS]
+
+
+def flight_numbers(request: PredictRequest) -> list[int | None]:
+    return [f.flight for f in request.flights]
 
 
 def request_frame(flights: list[Schedule]) -> pl.DataFrame:

@@ -88,6 +88,19 @@ def test_every_answer_of_many_requests_lands_once_with_its_schedule_and_probabil
     assert first["flight_date"].isoformat() == "2013-01-14"
 
 
+def test_a_flight_number_sent_with_a_flight_is_logged_to_match_its_outcome(
+    served: Served, tmp_path: Path
+) -> None:
+    store = DeltaStore(str(tmp_path / "lake"))
+    log = PredictionLog(store, LogSettings(batch_rows=1, flush_seconds=0.05))
+    with TestClient(create_app(served.config(), prediction_log=log)) as client:
+        body = {"flights": [flight(flight=1545), flight(distance=701)]}
+        assert client.post("/v1/predict", json=body, headers=bearer()).status_code == 200
+        refused = client.post("/v1/predict", json={"flights": [flight(flight=0)]}, headers=bearer())
+    assert refused.status_code == 422 and "flights[0].flight" in refused.text
+    assert logged(store).sort("position")["flight"].to_list() == [1545, None]
+
+
 def test_a_request_never_waits_for_the_write(served: Served, tmp_path: Path) -> None:
     store = DeltaStore(str(tmp_path / "lake"))
     disk = threading.Event()
