@@ -48,7 +48,8 @@ class FileComputeLogManager(LocalComputeLogManager):
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> FileComputeLogManager:
         config = dict(config_value)
-        config.setdefault("base_dir", default_base_dir())
+        if "base_dir" not in config:
+            config["base_dir"] = default_base_dir()
         return cls(inst_data=inst_data, **config)
 
     @contextmanager

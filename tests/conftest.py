@@ -7,18 +7,22 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import dagster as dg
 import pytest
+import yaml
 from dagster_shared.error import SerializableErrorInfo
 
 from assets import deployment, evaluation, features, ingestion, lineage, training
 from ml.dvc_repo import init_pipeline_repo
 from ml.lake import DeltaStore
 from ml.landing_zone import LandingZone
+from ml.registry import ModelRegistry, ModelVersion
 from ml.replay import replay
 from orchestration.partitions import range_tags
 from resources import ArtifactStore, DvcResource, LakeResource, LandingResource, LocalLauncher
+from serving.config import ServingConfig
 
 REPLAY_FIRST, REPLAY_LAST = dt.date(2013, 1, 1), dt.date(2013, 2, 15)
 PROJECT = Path(__file__).resolve().parents[1]
@@ -160,3 +164,75 @@ def training_platform(tmp_path: Path, replayed_landing: Path) -> TrainingPlatfor
     p = TrainingPlatform(tmp_path)
     p.reference()
     return p
+
+
+# Small enough for tests; the trained network still beats the prior.
+FAST_TRAINING = {"max_epochs": 3, "patience": 2}
+
+
+class HasRepo(Protocol):
+    @property
+    def repo(self) -> Path: ...
+
+
+def set_training(p: HasRepo, values: dict) -> None:
+    """Overrides of the `train` section of the platform repository's params.yaml."""
+    params = p.repo / "params.yaml"
+    data = yaml.safe_load(params.read_text())
+    data["train"].update(values)
+    params.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+# --- a trained champion with its online snapshot, for the serving and monitoring tests ---------
+
+TOKEN = "client-token"
+ADMIN_TOKEN = "admin-token"
+MAX_BATCH = 1000
+LAST_DAY = day(14)
+
+
+@dataclass
+class Served:
+    """A platform with a trained champion and a published online snapshot (trained once per process)."""
+
+    platform: TrainingPlatform
+    champion: ModelVersion
+
+    @property
+    def test_split(self) -> Path:
+        return self.platform.repo / "data" / "training_set" / "test.parquet"
+
+    def config(self, **overrides: object) -> ServingConfig:
+        settings: dict = {
+            "lake_uri": str(self.platform.root / "lake"),
+            "token": TOKEN,
+            "admin_token": ADMIN_TOKEN,
+            "max_batch": MAX_BATCH,
+            "poll_seconds": 0,
+            "cache_dir": self.platform.root / "serving-cache",
+        }
+        return ServingConfig(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory, replayed_landing: Path) -> Served:
+    root = tmp_path_factory.mktemp("served")
+    shutil.copytree(replayed_landing, root / "landing")
+    make_dvc_repo(root, SMALL_SPLITS)
+    platform = TrainingPlatform(root)
+    platform.reference()
+    set_training(platform, FAST_TRAINING)
+    platform.bronze(day(1), LAST_DAY)
+    platform.features(day(1), LAST_DAY)
+    dg.materialize(
+        ASSETS,
+        selection=["training/training_set", "training/candidate_model", "features/online_snapshot"],
+        resources=platform.resources,
+    )
+    registry = ModelRegistry(platform.store)
+    registry.promote(1, "serving tests")
+    return Served(platform, registry.get(1))
+
+
+def bearer(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

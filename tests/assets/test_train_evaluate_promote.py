@@ -13,13 +13,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from ml.registry import ModelRegistry
 from ml.training_set import folder_md5
 from orchestration.maintenance import maintenance
 from resources import LocalLauncher, TrainingRequest
-from tests.conftest import ASSETS, PROJECT, TrainingPlatform, day
+from tests.conftest import ASSETS, FAST_TRAINING, PROJECT, TrainingPlatform, day, set_training
 
 CHAIN = [
     "training/training_set",
@@ -27,14 +26,6 @@ CHAIN = [
     "training/evaluation",
     "deployment/champion_model",
 ]
-FAST_TRAINING = {"max_epochs": 3, "patience": 2}
-
-
-def set_training(p: TrainingPlatform, values: dict) -> None:
-    params = p.repo / "params.yaml"
-    data = yaml.safe_load(params.read_text())
-    data["train"].update(values)
-    params.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 @pytest.fixture

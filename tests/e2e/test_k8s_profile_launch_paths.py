@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from orchestration.local_services import (
     LAUNCH_BACKFILL,
@@ -27,7 +26,7 @@ from orchestration.local_services import (
     DagsterServices,
     dagster_services,
 )
-from tests.conftest import PROJECT, SMALL_SPLITS, TrainingPlatform, day, make_dvc_repo
+from tests.conftest import PROJECT, SMALL_SPLITS, TrainingPlatform, day, make_dvc_repo, set_training
 from tests.fakes.fake_kube_api import FakeKubeApi
 
 pytestmark = pytest.mark.slow
@@ -135,10 +134,7 @@ def test_the_gpu_settings_reach_the_pod_from_the_sensor_the_ui_a_backfill_and_a_
     data = TrainingPlatform(tmp_path / "data")
     shutil.copytree(replayed_landing, data.landing_dir)
     make_dvc_repo(data.root, SMALL_SPLITS)
-    params = data.repo / "params.yaml"
-    values = yaml.safe_load(params.read_text())
-    values["train"].update({"max_epochs": 2, "patience": 1})
-    params.write_text(yaml.safe_dump(values, sort_keys=False))
+    set_training(data, {"max_epochs": 2, "patience": 1})
     data.reference()
     data.bronze(day(1), day(14))
     data.features(day(1), day(14))

@@ -19,17 +19,22 @@ from orchestration.retraining import retrain_sensor
 from resources import DvcResource, LakeResource, RetrainPolicy
 from resources.automation import DRIFT_SIGNALS_TABLE
 from serving.app import create_app
-from tests.conftest import ASSETS, day
-from tests.serving.conftest import Served, bearer
+from tests.conftest import ASSETS, Served, bearer, day
 
 ALL_ASSETS = [*ASSETS, monitoring.drift, monitoring.live_performance]
 
 
 class Monitored:
-    """A copy of the served platform's lake, so each test starts without a prediction log or signals."""
+    """A copy of the served platform's lake, so each test starts without a prediction log or signals.
+
+    The monitoring tables are left out of the copy: the serving tests that share the trained
+    platform log their answers to its lake.
+    """
 
     def __init__(self, served: Served, tmp_path: Path) -> None:
-        shutil.copytree(served.platform.root / "lake", tmp_path / "lake")
+        shutil.copytree(
+            served.platform.root / "lake", tmp_path / "lake", ignore=shutil.ignore_patterns("monitoring")
+        )
         self.served = served
         self.lake = LakeResource(root=str(tmp_path / "lake"))
         self.store = self.lake.store()

@@ -84,7 +84,11 @@ def test_a_steps_output_and_its_childrens_are_captured_without_tail_processes(
     assert "stdout line from the step" not in done.stdout
 
 
-def test_without_dagster_home_the_manager_asks_for_a_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_dagster_home_the_manager_needs_its_folder_in_the_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     with pytest.raises(ValueError, match=r"base_dir .* or DAGSTER_HOME"):
         FileComputeLogManager.from_config_value(None, {})
+    manager = FileComputeLogManager.from_config_value(None, {"base_dir": str(tmp_path / "logs")})
+    assert manager._base_dir == str(tmp_path / "logs")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from orchestration.profiles import build_resources
 from resources import K8sLauncher
@@ -27,6 +26,7 @@ from tests.conftest import (
     error_text,
     failures,
     make_dvc_repo,
+    set_training,
 )
 from tests.fakes.fake_kube_api import FakeKubeApi, FakePodBehaviour
 
@@ -48,11 +48,8 @@ def trained_inputs(tmp_path_factory: pytest.TempPathFactory, replayed_landing: P
     root = tmp_path_factory.mktemp("k8s-platform")
     shutil.copytree(replayed_landing, root / "landing")
     make_dvc_repo(root, SMALL_SPLITS)
-    params = root / "repo" / "params.yaml"
-    data = yaml.safe_load(params.read_text())
-    data["train"].update({"max_epochs": 2, "patience": 1})
-    params.write_text(yaml.safe_dump(data, sort_keys=False))
     p = TrainingPlatform(root)
+    set_training(p, {"max_epochs": 2, "patience": 1})
     p.reference()
     p.bronze(day(1), day(14))
     p.features(day(1), day(14))

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from serving.app import create_app
 from serving.config import ConfigError, ServingConfig
-from tests.serving.conftest import ADMIN_TOKEN, LAST_DAY, MAX_BATCH, TOKEN, Served, bearer
+from tests.conftest import ADMIN_TOKEN, LAST_DAY, MAX_BATCH, TOKEN, Served, bearer
 
 
 def flight(**changes: object) -> dict:

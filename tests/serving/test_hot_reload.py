@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from ml.registry import ModelRegistry
 from serving.app import create_app
-from tests.serving.conftest import ADMIN_TOKEN, Served, bearer
+from tests.conftest import ADMIN_TOKEN, Served, bearer
 from tests.serving.test_api import flight
 
 CHANGES = 10
@@ -60,14 +60,15 @@ def test_ten_promotions_under_load_fail_no_request_and_serve_only_the_champion_o
                     continue
                 answers.append((started, ended, *_versions(answer.json())))
 
+        # Per change (began, confirmed, version): the server may serve `version` from `began` (the
+        # registry changed, and the poll may get there before the admin reload answers) and
+        # serves it from `confirmed` until the next change is confirmed. The first champion is
+        # live from before the first request.
+        now = time.monotonic()
+        live = [(now, now, first)]
         threads = [threading.Thread(target=load) for _ in range(LOAD_THREADS)]
         for thread in threads:
             thread.start()
-        # Per change (began, confirmed, version): the server may serve `version` from `began` (the
-        # registry changed, and the poll may get there before the admin reload answers) and
-        # serves it from `confirmed` until the next change is confirmed.
-        now = time.monotonic()
-        live = [(now, now, first)]
         try:
             for change in range(CHANGES):
                 target = second if change % 2 == 0 else first

@@ -12,7 +12,7 @@ from polars.testing import assert_frame_equal
 from ml.online_features import REQUEST_SCHEMA, OnlineLookup, Schedule, online_features
 from ml.online_snapshot import OnlineSnapshot, current_id, load
 from ml.onnx_model import OnnxModel
-from tests.serving.conftest import LAST_DAY, Served
+from tests.conftest import LAST_DAY, Served
 
 NEW_YORK_WINTER = dt.timezone(dt.timedelta(hours=-5))
 

@@ -14,8 +14,7 @@ from ml.online_features import ONLINE_COLUMNS, REQUEST_SCHEMA, online_features
 from ml.online_snapshot import build_snapshot, current_id, load
 from ml.onnx_model import OnnxModel
 from ml.schemas import NEW_YORK
-from tests.conftest import day
-from tests.serving.conftest import LAST_DAY, MAX_BATCH, Served, bearer
+from tests.conftest import LAST_DAY, MAX_BATCH, Served, bearer, day
 
 TOLERANCE = 1e-6
 

@@ -24,8 +24,7 @@ from ml.lake import DeltaStore
 from ml.monitoring_tables import PREDICTION_LOG_SCHEMA, PREDICTIONS_TABLE
 from serving.app import create_app
 from serving.prediction_log import LogSettings, PredictionLog
-from tests.conftest import PROJECT
-from tests.serving.conftest import ADMIN_TOKEN, TOKEN, Served, bearer
+from tests.conftest import ADMIN_TOKEN, PROJECT, TOKEN, Served, bearer
 from tests.serving.test_api import flight
 
 

@@ -7,13 +7,12 @@ import json
 
 import dagster as dg
 import polars as pl
-import yaml
 from dagster_shared.serdes import serialize_value
 
 from ml.dvc_repo import DvcRepo, init_pipeline_repo
 from ml.registry import ModelRegistry
 from ml.training_set import folder_md5
-from tests.conftest import PROJECT, day, failures
+from tests.conftest import PROJECT, day, failures, set_training
 from tests.storage.conftest import S3Platform
 
 CHAIN = [
@@ -33,10 +32,7 @@ def _landing_rows(p: S3Platform, dataset: str) -> int:
 
 def test_landing_to_champion_on_s3(s3_platform: S3Platform) -> None:
     p = s3_platform
-    params = p.repo / "params.yaml"
-    settings = yaml.safe_load(params.read_text())
-    settings["train"].update({"max_epochs": 2, "patience": 1})
-    params.write_text(yaml.safe_dump(settings, sort_keys=False))
+    set_training(p, {"max_epochs": 2, "patience": 1})
 
     instance = dg.DagsterInstance.ephemeral()
     p.materialize(["bronze/flights", "bronze/weather"], *DAYS, instance=instance)
