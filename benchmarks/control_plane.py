@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
     report = Report(
         "control_plane" if args.storage == "sqlite" else f"control_plane_{args.storage}", args.quick
     )
-    days = [HISTORY_LAST + dt.timedelta(days=i) for i in range(1, 3 if args.quick else 6)]
+    days = [HISTORY_LAST + dt.timedelta(days=i) for i in range(1, 3 if args.quick else 12)]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-control-") as tmp:
         root = Path(tmp)

@@ -35,17 +35,24 @@ QUICK = {
 }
 
 
+SQLITE_SECTIONS = ("run_storage", "event_log_storage", "schedule_storage")
+
+
 def instance_yaml(home: Path, storage: Mapping[str, Any] | None = None) -> str:
     """The local profile's instance settings for the instance in `home`, quick waits merged in.
 
     `storage` replaces the SQLite default (e.g. the `k8s` profile's PostgreSQL section),
-    so the same services can be checked against the storage a cluster uses. The compute
-    logs' folder is written out, so that a process without DAGSTER_HOME (a test or a
-    benchmark opening the instance by its folder) finds them too.
+    so the same services can be checked against the storage a cluster uses. The folders of
+    the SQLite files and compute logs are written out, so that a process without
+    DAGSTER_HOME (a test or a benchmark opening the instance by its folder) finds them too.
     """
     settings = yaml.safe_load(INSTANCE_TEMPLATE.read_text())
     settings["compute_logs"].setdefault("config", {})["base_dir"] = str(home / "storage")
+    for section in SQLITE_SECTIONS:
+        settings[section]["config"]["base_dir"] = str(home)
     if storage is not None:
+        for section in SQLITE_SECTIONS:
+            del settings[section]
         settings["storage"] = dict(storage)
     for section, values in QUICK.items():
         merged = settings.setdefault(section, {})
