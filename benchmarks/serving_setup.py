@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from ml.registry import ModelRegistry
 from ml.train import run as train
 from ml.train_reporting import ConsoleReporter
 from ml.training_set import SplitSizes, folder_md5, snapshot_from_lake
+from orchestration.local_services import free_port, terminate
 
 TOKEN = "bench-client-token"
 ADMIN_TOKEN = "bench-admin-token"
@@ -124,12 +124,6 @@ def build_platform(root: Path, days: int) -> ServingPlatform:
     return ServingPlatform(root=root, last_day=last, champion=versions[0], other=versions[1])
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass
 class Server:
     """A running `python -m serving`: where it listens and its log file."""
@@ -173,12 +167,7 @@ def server(platform: ServingPlatform, log: Path, **settings: str) -> Iterator[Se
         _wait_ready(running)
         yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, timeout=15)
 
 
 def _wait_ready(running: Server, timeout: float = 60.0) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from orchestration.local_services import free_port
+from orchestration.local_services import free_port, terminate
 
 REGION = "us-east-1"
 FAKE_ACCESS_KEY_ID = "platform-test-key"
@@ -98,9 +98,4 @@ def local_s3(log: Path, timeout: float = 30.0) -> Iterator[LocalS3]:
         _wait_until_up(endpoint, process, log, timeout)
         yield LocalS3(endpoint, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, timeout=10)
