@@ -113,7 +113,7 @@ def replace_breakdown(store: DeltaStore, frame: pl.DataFrame, repeats: int) -> d
         {
             "replace_days (total)": (DeltaStore, "replace_days"),
             "check_rows_within": (ml.lake, "check_rows_within"),
-            "_ensure_table (exists + open)": (DeltaStore, "_ensure_table"),
+            "ensure_table (exists + open)": (DeltaStore, "ensure_table"),
             "write_deltalake (predicate overwrite)": (ml.lake, "write_deltalake"),
             "_version_of (log read)": (DeltaStore, "_version_of"),
         }

@@ -140,7 +140,7 @@ class DeltaStore:
     ) -> WriteResult:
         uri = self.uri(table)
         data = frame.to_arrow()
-        before = self._ensure_table(table, data.schema)
+        before = self.ensure_table(table, data.schema)
         metadata = {**commit_metadata, "write_id": uuid.uuid4().hex}
         properties = CommitProperties(custom_metadata=metadata, max_commit_retries=50)
         for attempt in range(COMMIT_ATTEMPTS):
@@ -165,11 +165,13 @@ class DeltaStore:
             rows=frame.height,
         )
 
-    def _ensure_table(self, table: str, schema: pa.Schema) -> int:
+    def ensure_table(self, table: str, schema: pa.Schema) -> int:
         """Create an empty table if there is none, so every write is a predicate overwrite.
 
         (An append that creates the table could land on a table a concurrent writer just
-        created and duplicate a day.) Returns the version before our write.
+        created and duplicate a day.) Returns the version before our write. A writer that
+        loses the race to create does not retry its create at the next version (on S3 that
+        left a second CREATE TABLE commit): it fails, and finds the winner's table.
         """
         if not self.exists(table):
             try:
@@ -179,6 +181,7 @@ class DeltaStore:
                     mode="ignore",
                     configuration=TABLE_CONFIGURATION,
                     storage_options=self._options,
+                    commit_properties=CommitProperties(max_commit_retries=0),
                 )
             except (CommitFailedError, DeltaError) as exc:
                 if not self.exists(table):

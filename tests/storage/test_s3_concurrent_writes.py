@@ -11,9 +11,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import polars as pl
+import pyarrow as pa
 
+from ml.lake import DeltaStore
 from tests.conftest import PROJECT, day
 from tests.storage.conftest import S3Platform
 
@@ -63,3 +66,38 @@ def test_eight_processes_write_eight_days_of_one_table_on_s3(s3_platform: S3Plat
         k for k in p.keys("lake") if k.startswith("lake/bronze/flights/_delta_log/") and k.endswith(".json")
     ]
     assert len(log) == len(DAYS) + 1
+
+
+def race_to_create(store: DeltaStore, table: str, writers: int = 8) -> list[BaseException]:
+    """`writers` threads released together, each making sure the table exists."""
+    barrier = threading.Barrier(writers)
+    errors: list[BaseException] = []
+    schema = pa.schema([("day", pa.date32()), ("value", pa.int64())])
+
+    def create() -> None:
+        barrier.wait()
+        try:
+            store.ensure_table(table, schema)
+        except BaseException as exc:  # collected: a thread's error must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_writers_racing_to_create_a_table_on_s3_leave_one_create_commit(s3_buckets: S3Platform) -> None:
+    """Eight writers released at once onto a table that does not exist yet, five times over.
+
+    The losers of the create must not commit a second CREATE TABLE at the next version
+    (delta-rs retries a create that lost its put-if-absent on S3 unless told not to).
+    """
+    store = s3_buckets.store
+    for trial in range(5):
+        table = f"race/t{trial}"
+        assert race_to_create(store, table) == []
+        assert [h["operation"] for h in store.history(table)] == ["CREATE TABLE"]
+        assert store.version(table) == 0
