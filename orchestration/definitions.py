@@ -9,7 +9,13 @@ import dagster as dg
 
 from assets import deployment, evaluation, features, ingestion, lineage, monitoring, training
 from orchestration.executors import build_executor
-from orchestration.jobs import bronze_job, daily_ingestion_job, reference_job, training_job
+from orchestration.jobs import (
+    bronze_job,
+    daily_ingestion_job,
+    online_snapshot_job,
+    reference_job,
+    training_job,
+)
 from orchestration.maintenance import maintenance, maintenance_schedule
 from orchestration.monitoring import monitoring_job, monitoring_schedule
 from orchestration.profiles import build_resources
@@ -30,6 +36,7 @@ def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
             reference_job,
             bronze_job,
             daily_ingestion_job,
+            online_snapshot_job,
             training_job,
             maintenance,
             rollback,

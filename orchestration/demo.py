@@ -1,8 +1,8 @@
 """`make demo`: the whole chain on the embedded default, from landing files to a champion.
 
 Replays 2013, ingests and builds features for every day in one range run, snapshots the
-training set, trains, evaluates and promotes, then prints per-month table sizes and the
-leaderboard.
+publishes the online snapshot the model server reads, snapshots the training set, trains,
+evaluates and promotes, then prints per-month table sizes and the leaderboard.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ def main() -> int:
         "daily_ingestion",
         range_tags(FIRST, LAST),
     )
+    run(defs, instance, "online_snapshot")
     promoted = run(defs, instance, "train_evaluate_promote", must_succeed=False)
     store = resources["lake"].store()  # type: ignore[attr-defined]
     print("\n" + table_sizes(store))
@@ -105,7 +106,9 @@ def main() -> int:
     print(
         f"\nDagster instance: {home}\nOpen the UI with `make dev`, then http://127.0.0.1:3000 "
         "(Assets shows every table and model; Runs shows these runs).\n"
-        "Registry: python -m ml.registry_cli list"
+        "Registry: python -m ml.registry_cli list\n"
+        "Model server: set PLATFORM_SERVING_TOKEN and PLATFORM_SERVING_ADMIN_TOKEN, then `make serve` "
+        "(http://127.0.0.1:8080, README: Serving)"
     )
     return 0 if promoted else 1
 

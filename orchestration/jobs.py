@@ -36,3 +36,10 @@ training_job = dg.define_asset_job(
     ),
     description="Snapshot the training set, train a candidate, evaluate it and promote it if the gate passes.",
 )
+
+online_snapshot_job = dg.define_asset_job(
+    "online_snapshot",
+    selection=dg.AssetSelection.keys("features/online_snapshot"),
+    description="Publish what the model server adds to a request, as of the last feature day "
+    "(automation does this after every features update).",
+)

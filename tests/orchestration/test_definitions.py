@@ -46,7 +46,9 @@ def test_features_depend_on_a_bounded_trailing_window_of_bronze() -> None:
 
 def test_jobs_schedules_and_asset_groups() -> None:
     defs = build_definitions()
-    assert {"maintenance", "daily_ingestion", "reference_data"} <= {j.name for j in defs.jobs}
+    assert {"maintenance", "daily_ingestion", "reference_data", "online_snapshot"} <= {
+        j.name for j in defs.jobs
+    }
     schedule = defs.resolve_schedule_def("weekly_maintenance")
     assert schedule.execution_timezone == "America/New_York"
     graph = defs.resolve_asset_graph()
