@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import datetime as dt
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -30,157 +27,16 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-UNSCHEDULABLE_MESSAGE = (
-    "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: "
-    "3 No preemption victims found for incoming pod."
-)
+from tests.fakes.fake_kube_http import api_status, label_selector, query_flag, request_handler
+from tests.fakes.fake_kube_pod import UNSCHEDULABLE_MESSAGE, FakePod, FakePodBehaviour, log_stamp
 
-
-@dataclass(frozen=True)
-class FakePodBehaviour:
-    """How a pod created from now on behaves; the default runs its command to the end."""
-
-    unschedulable: bool = False
-    image_pull_error: bool = False
-    exit_code: int | None = None
-    crash_message: str = "RuntimeError: CUDA error: an illegal memory access was encountered"
-    delete_when_logged: str | None = None
-    log_stream_survives_delete: bool = False
-    schedule_delay: float = 0.05
-    start_delay: float = 0.1
-
-
-def _stamp(nanoseconds: int) -> str:
-    """RFC 3339 with nanoseconds, as the kubelet writes log timestamps."""
-    seconds, rest = divmod(nanoseconds, 1_000_000_000)
-    moment = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{moment}.{rest:09d}Z"
-
-
-def _time(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass
-class FakePod:
-    """One pod's object and the local process standing in for its container."""
-
-    namespace: str
-    name: str
-    body: dict[str, Any]
-    behaviour: FakePodBehaviour
-    created: float = field(default_factory=time.time)
-    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
-    scheduled: bool = False
-    unschedulable: bool = False
-    waiting: tuple[str, str | None] = ("ContainerCreating", None)
-    started: float | None = None
-    finished: float | None = None
-    exit_code: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    lines: list[tuple[int, str]] = field(default_factory=list)
-    events: list[tuple[str, str, str]] = field(default_factory=list)
-    gone: bool = False
-    process: subprocess.Popen[bytes] | None = None
-    changed: threading.Condition = field(default_factory=threading.Condition)
-
-    @property
-    def container(self) -> dict[str, Any]:
-        return self.body["spec"]["containers"][0]
-
-    @property
-    def phase(self) -> str:
-        if self.exit_code is not None:
-            return "Succeeded" if self.exit_code == 0 else "Failed"
-        return "Running" if self.started is not None else "Pending"
-
-    @property
-    def log_text(self) -> str:
-        return "\n".join(text for _, text in self.lines)
-
-    def log_ended(self) -> bool:
-        """Whether a followed log stream ends now (the container exited, or the pod is gone)."""
-        if self.exit_code is not None:
-            return True
-        return self.gone and not self.behaviour.log_stream_survives_delete
-
-    def manifest(self) -> dict[str, Any]:
-        pod = copy.deepcopy(self.body)
-        pod["apiVersion"], pod["kind"] = "v1", "Pod"
-        pod["metadata"].update(
-            namespace=self.namespace,
-            uid=self.uid,
-            resourceVersion=str(len(self.lines) + 1),
-            creationTimestamp=_time(self.created),
-        )
-        if self.scheduled:
-            pod["spec"]["nodeName"] = "fake-gpu-node-1"
-        pod["status"] = self.status()
-        return pod
-
-    def status(self) -> dict[str, Any]:
-        status: dict[str, Any] = {"phase": self.phase, "qosClass": "Burstable"}
-        if self.unschedulable:
-            status["conditions"] = [
-                {
-                    "type": "PodScheduled",
-                    "status": "False",
-                    "reason": "Unschedulable",
-                    "message": UNSCHEDULABLE_MESSAGE,
-                    "lastTransitionTime": _time(self.created),
-                }
-            ]
-            return status
-        if not self.scheduled:
-            return status
-        running = self.started is not None and self.exit_code is None
-        flag = "True" if running else "False"
-        status["conditions"] = [
-            {"type": "PodScheduled", "status": "True", "lastTransitionTime": _time(self.created)},
-            {"type": "Initialized", "status": "True", "lastTransitionTime": _time(self.created)},
-            {"type": "ContainersReady", "status": flag, "lastTransitionTime": _time(self.created)},
-            {"type": "Ready", "status": flag, "lastTransitionTime": _time(self.created)},
-        ]
-        status.update(hostIP="10.0.0.7", podIP="10.1.0.42", startTime=_time(self.created))
-        container_id = f"containerd://{self.uid.replace('-', '')}"
-        state: dict[str, Any]
-        if self.exit_code is not None:
-            state = {
-                "terminated": {
-                    "exitCode": self.exit_code,
-                    "reason": "Completed" if self.exit_code == 0 else "Error",
-                    "startedAt": _time(self.started or self.created),
-                    "finishedAt": _time(self.finished or time.time()),
-                    "containerID": container_id,
-                }
-            }
-        elif running:
-            state = {"running": {"startedAt": _time(self.started or self.created)}}
-        else:
-            reason, message = self.waiting
-            state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
-        started = self.started is not None
-        status["containerStatuses"] = [
-            {
-                "name": self.container["name"],
-                "image": self.container.get("image", ""),
-                "imageID": f"{self.container.get('image', '')}@sha256:{'0' * 64}" if started else "",
-                "ready": running,
-                "started": running,
-                "restartCount": 0,
-                "state": state,
-                **({"containerID": container_id} if started else {}),
-            }
-        ]
-        return status
+__all__ = ["FakeKubeApi", "FakePodBehaviour"]
 
 
 class FakeKubeApi:
@@ -208,7 +64,7 @@ class FakeKubeApi:
         self.history: list[FakePod] = []
         self._lock = threading.Lock()
         self._stopping = False
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), request_handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-kube-api", daemon=True)
 
@@ -282,7 +138,7 @@ class FakeKubeApi:
         metadata["name"] = name
         with self._lock:
             if (namespace, name) in self.pods:
-                return 409, _status(409, "AlreadyExists", f'pods "{name}" already exists', name)
+                return 409, api_status(409, "AlreadyExists", f'pods "{name}" already exists', name)
             self.received.append(copy.deepcopy(body))
             behaviour = self.queued.pop(0) if self.queued else self.behaviour
             pod = FakePod(namespace, name, body, behaviour)
@@ -405,8 +261,8 @@ class FakeKubeApi:
     def listed(self, namespace: str, query: Mapping[str, str]) -> list[FakePod]:
         with self._lock:
             pods = [p for (ns, _), p in self.pods.items() if ns == namespace]
-        fields = _selector(query.get("fieldSelector", ""))
-        labels = _selector(query.get("labelSelector", ""))
+        fields = label_selector(query.get("fieldSelector", ""))
+        labels = label_selector(query.get("labelSelector", ""))
         return [
             p
             for p in pods
@@ -421,159 +277,5 @@ class FakeKubeApi:
             lines = [(stamp, text) for stamp, text in lines if stamp >= since]
         if "tailLines" in query:
             lines = lines[-int(query["tailLines"]) :] if int(query["tailLines"]) > 0 else []
-        stamps = _flag(query.get("timestamps"))
-        return [f"{_stamp(stamp)} {text}\n" if stamps else f"{text}\n" for stamp, text in lines]
-
-
-def _flag(value: str | None) -> bool:
-    """A boolean query parameter read the way the API server's Go code reads it (the client sends "True")."""
-    return value in ("1", "t", "T", "true", "TRUE", "True")
-
-
-def _selector(text: str) -> dict[str, str]:
-    pairs = [part.split("=", 1) for part in text.split(",") if "=" in part]
-    return {key.strip(): value.strip() for key, value in pairs}
-
-
-def _status(code: int, reason: str, message: str, name: str = "") -> dict[str, Any]:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "details": {"name": name, "kind": "pods"},
-        "code": code,
-    }
-
-
-POD = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)(?P<log>/log)?$")
-PODS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods$")
-EVENTS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/events$")
-NAMESPACE = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)$")
-
-
-def _handler(api: FakeKubeApi) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _route(self, method: str) -> None:
-            parts = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-            api.calls.append((method, parts.path))
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}") if length else {}
-            if (match := PODS.match(parts.path)) and method == "POST":
-                return self._json(*api._create(match["ns"], body))
-            if match := PODS.match(parts.path):
-                items = [p.manifest() for p in api.listed(match["ns"], query)]
-                meta = {"resourceVersion": str(time.time_ns())}
-                return self._json(
-                    200, {"apiVersion": "v1", "kind": "PodList", "metadata": meta, "items": items}
-                )
-            if match := POD.match(parts.path):
-                return self._pod(method, match["ns"], match["name"], bool(match["log"]), query)
-            if match := EVENTS.match(parts.path):
-                return self._json(200, self._events(match["ns"], query))
-            if match := NAMESPACE.match(parts.path):
-                namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": match["ns"]}}
-                return self._json(200, {**namespace, "status": {"phase": "Active"}})
-            return self._json(404, _status(404, "NotFound", f"the server could not find {parts.path}"))
-
-        def _pod(self, method: str, namespace: str, name: str, log: bool, query: dict[str, str]) -> None:
-            pod = api.pod(namespace, name)
-            if pod is None:
-                return self._json(404, _status(404, "NotFound", f'pods "{name}" not found', name))
-            if method == "DELETE":
-                api.delete(namespace, name)
-                return self._json(200, pod.manifest())
-            if not log:
-                return self._json(200, pod.manifest())
-            if pod.started is None:
-                reason = "ContainerCreating" if not pod.scheduled else pod.waiting[0]
-                message = f'container "{pod.container["name"]}" in pod "{name}" is waiting to start: {reason}'
-                return self._json(400, _status(400, "BadRequest", message, name))
-            if _flag(query.get("follow")):
-                return self._follow(pod, query)
-            with pod.changed:
-                text = "".join(api.log_lines(pod, query)).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(text)))
-            self.end_headers()
-            self.wfile.write(text)
-
-        def _follow(self, pod: FakePod, query: dict[str, str]) -> None:
-            """A chunked stream of the log that ends when the container exits (or the pod goes)."""
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            sent = 0
-            filtered = {k: v for k, v in query.items() if k != "tailLines"}
-            try:
-                with pod.changed:
-                    first = api.log_lines(pod, query)
-                    sent = len(pod.lines)
-                self._chunk("".join(first).encode())
-                while True:
-                    with pod.changed:
-                        while sent >= len(pod.lines) and not pod.log_ended() and not api._stopping:
-                            pod.changed.wait(0.5)
-                        fresh = api.log_lines(pod, filtered, sent)
-                        sent = len(pod.lines)
-                        ended = pod.log_ended() or api._stopping
-                    self._chunk("".join(fresh).encode())
-                    if ended:
-                        break
-                self.wfile.write(b"0\r\n\r\n")
-                self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-
-        def _chunk(self, data: bytes) -> None:
-            if data:
-                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                self.wfile.flush()
-
-        def _events(self, namespace: str, query: dict[str, str]) -> dict[str, Any]:
-            wanted = _selector(query.get("fieldSelector", "")).get("involvedObject.name")
-            items = [
-                {
-                    "apiVersion": "v1",
-                    "kind": "Event",
-                    "metadata": {"name": f"{pod.name}.{i}", "namespace": namespace},
-                    "involvedObject": {"kind": "Pod", "name": pod.name, "namespace": namespace},
-                    "type": kind,
-                    "reason": reason,
-                    "message": message,
-                    "count": 1,
-                }
-                for pod in api.history
-                if pod.namespace == namespace and wanted in (None, pod.name)
-                for i, (kind, reason, message) in enumerate(pod.events)
-            ]
-            return {"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": items}
-
-        def _json(self, code: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            self._route("GET")
-
-        def do_POST(self) -> None:
-            self._route("POST")
-
-        def do_DELETE(self) -> None:
-            self._route("DELETE")
-
-    return Handler
+        stamps = query_flag(query.get("timestamps"))
+        return [f"{log_stamp(stamp)} {text}\n" if stamps else f"{text}\n" for stamp, text in lines]
