@@ -6,24 +6,16 @@ renamed route, a new import or a changed default fails here before it fails a ro
 
 from __future__ import annotations
 
-import ast
 import copy
-import fnmatch
 import json
 import re
 import shlex
-import subprocess
-import sys
-import tomllib
-from importlib.metadata import packages_distributions
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 from kubernetes.utils import parse_quantity
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -36,11 +28,9 @@ from tests.deploy.deploy_files import (
     KUBERNETES_VERSION,
     MANIFESTS,
     NAMESPACE,
-    REPO,
     by_kind,
     code_location,
     final_stage,
-    instructions,
     objects_in,
 )
 
@@ -49,21 +39,6 @@ DOCKERFILE = DEPLOY / "serving.Dockerfile"
 TOKENS_SECRET = "flightdelay-serving-tokens"
 STORAGE_SECRET = "flightdelay-storage"
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
-
-# Imports `python -m serving` in a fresh interpreter (this one has Dagster loaded by other tests)
-# and prints the project files it loaded and every top-level module that ended up in sys.modules.
-LOAD_THE_SERVER = """
-import json, sys
-from pathlib import Path
-import serving.__main__
-root = Path.cwd().resolve()
-files = set()
-for module in list(sys.modules.values()):
-    path = Path(getattr(module, "__file__", None) or "/").resolve()
-    if path.is_file() and path.is_relative_to(root) and "site-packages" not in path.parts:
-        files.add(path.relative_to(root).as_posix())
-print(json.dumps({"files": sorted(files), "modules": sorted({m.split(".")[0] for m in sys.modules})}))
-"""
 
 
 def serving_objects() -> dict[str, dict[str, Any]]:
@@ -128,38 +103,6 @@ def routes(tmp_path: Path) -> dict[str, set[str]]:
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
-
-
-def image_requirements() -> list[Requirement]:
-    """The packages the build stage installs from the registry (the project itself goes in with --no-deps)."""
-    [install] = [
-        args
-        for op, args in instructions(DOCKERFILE)
-        if op == "RUN" and "pip install" in args and "--no-deps" not in args
-    ]
-    words = shlex.split(install)
-    return [Requirement(word) for word in words[words.index("install") + 1 :] if not word.startswith("-")]
-
-
-def server_imports() -> tuple[set[str], set[str], set[str]]:
-    """(distributions the server's own modules import, its top-level packages, every module it loaded)."""
-    result = subprocess.run(
-        [sys.executable, "-c", LOAD_THE_SERVER], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    loaded = json.loads(result.stdout)
-    own = {file.split("/")[0] for file in loaded["files"]}
-    names: set[str] = set()
-    for file in loaded["files"]:
-        for node in ast.walk(ast.parse((REPO / file).read_text())):
-            if isinstance(node, ast.Import):
-                names.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
-    third_party = names - own - set(sys.stdlib_module_names)
-    distributions = packages_distributions()
-    unknown = sorted(name for name in third_party if name not in distributions)
-    assert unknown == [], f"imported but not installed here: {unknown}"
-    return {canonicalize_name(distributions[name][0]) for name in third_party}, own, set(loaded["modules"])
 
 
 class ReadEnv(dict[str, str]):
@@ -365,40 +308,6 @@ def test_the_pod_is_sized_for_two_cores_and_its_thread_pools_follow_the_limit() 
         ref == {"containerName": container()["name"], "resource": "limits.cpu", "divisor": "1"}
         for ref in pools.values()
     )
-
-
-def test_the_image_installs_what_the_server_imports_and_neither_torch_nor_dagster() -> None:
-    imported, own, loaded = server_imports()
-    requirements = image_requirements()
-    assert {canonicalize_name(r.name) for r in requirements} == imported
-    assert not {"torch", "dagster", "dagster_pipes"} & loaded
-    assert not [r.name for r in requirements if r.name == "torch" or r.name.startswith("dagster")]
-    # The project's own packages the server loads are copied into the build.
-    copied = {
-        args.split()[0] for op, args in instructions(DOCKERFILE) if op == "COPY" and "--from=" not in args
-    }
-    assert own <= copied
-    # `pip install --no-deps .` installs only the packages pyproject names.
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    assert all(any(fnmatch.fnmatch(package, pattern) for pattern in include) for package in own), include
-    # Same ranges as the project, so the image cannot drift from what the tests ran against.
-    project = {
-        canonicalize_name(req.name): req.specifier
-        for req in map(Requirement, pyproject["project"]["dependencies"])
-    }
-    drift = [
-        str(r)
-        for r in requirements
-        if canonicalize_name(r.name) in project and r.specifier != project[canonicalize_name(r.name)]
-    ]
-    assert drift == []
-
-
-def test_the_image_starts_the_server_as_the_module_the_tests_load() -> None:
-    [cmd] = [json.loads(args) for op, args in final_stage(DOCKERFILE) if op == "CMD"]
-    assert cmd[:2] == ["python", "-m"] and LOAD_THE_SERVER.count(f"import {cmd[2]}.__main__") == 1
-    assert not [op for op, _ in final_stage(DOCKERFILE) if op == "ENTRYPOINT"]
 
 
 def test_the_readme_deploys_this_image_and_sends_a_request_the_server_accepts(tmp_path: Path) -> None:
