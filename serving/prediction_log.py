@@ -28,7 +28,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ml.lake import DeltaStore
 from ml.monitoring_tables import PREDICTION_LOG_SCHEMA, PREDICTIONS_TABLE, append
-from ml.online_features import REQUEST_SCHEMA, Schedule, flight_date
+from ml.online_features import Schedule, flight_date
+from serving.schemas import request_frame
 
 log = logging.getLogger("serving.prediction_log")
 Writer = Callable[[pl.DataFrame], None]
@@ -257,7 +258,7 @@ def rows_of(answers: list[_Answer]) -> pl.DataFrame:
     """The log rows (`PREDICTION_LOG_SCHEMA`) of queued answers."""
     parts = []
     for a in answers:
-        flights = pl.DataFrame(list(a.flights), schema=REQUEST_SCHEMA, orient="row")
+        flights = request_frame(list(a.flights))
         parts.append(
             flights.with_columns(
                 pl.Series("flight", list(a.flight_numbers), dtype=pl.Int32),
