@@ -214,24 +214,17 @@ class DagsterServices:
         raise TimeoutError(f"run {run_id} not done after {timeout}s")
 
     def start_sensor(self, name: str) -> None:
-        selector = {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": "__repository__",
-            "sensorName": name,
-        }
-        data = self.graphql(START_SENSOR, {"selector": selector})["startSensor"]
-        if data["__typename"] != "Sensor":
-            raise RuntimeError(f"sensor {name} did not start: {data}")
+        self._start(START_SENSOR, "startSensor", {"sensorName": name}, "Sensor")
 
     def start_schedule(self, name: str) -> None:
-        selector = {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": "__repository__",
-            "scheduleName": name,
-        }
-        data = self.graphql(START_SCHEDULE, {"selector": selector})["startSchedule"]
-        if data["__typename"] != "ScheduleStateResult":
-            raise RuntimeError(f"schedule {name} did not start: {data}")
+        self._start(START_SCHEDULE, "startSchedule", {"scheduleName": name}, "ScheduleStateResult")
+
+    def _start(self, mutation: str, field: str, name: dict[str, str], started: str) -> None:
+        """Turn a sensor or schedule on, as the UI's toggle does."""
+        selector = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", **name}
+        data = self.graphql(mutation, {"selector": selector})[field]
+        if data["__typename"] != started:
+            raise RuntimeError(f"{field} {next(iter(name.values()))} did not start: {data}")
 
     def runs(self) -> list[dict[str, Any]]:
         return self.graphql(RUNS)["runsOrError"]["results"]
