@@ -63,7 +63,7 @@ def evaluation(
         raise RegistryError(
             "no model version with status candidate to evaluate: materialize training/candidate_model"
         )
-    options = lake.store().storage_options
+    options = registry.store.storage_options
     check_artifacts(candidate, options)
     on_disk = dvc.repo().locked_output("training_set", TRAINING_SET_PATH).md5
     if on_disk != candidate.training_set_md5:
