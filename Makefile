@@ -30,7 +30,7 @@ instance:
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp orchestration/instance/local.yaml $(DAGSTER_HOME)/dagster.yaml
 
 demo: $(STAMP) instance
-	PLATFORM_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/python -m orchestration.demo
+	PLATFORM_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/python -m devtools.demo
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
@@ -50,7 +50,7 @@ dev: $(STAMP) instance
 # seconds, sensors and automation doing the rest. SIMULATE_ARGS="--days 30 --interval 5".
 SIMULATE_ARGS ?=
 simulate: $(STAMP)
-	$(BIN)/python -m orchestration.simulate $(SIMULATE_ARGS)
+	$(BIN)/python -m devtools.simulate $(SIMULATE_ARGS)
 
 # The model server on 127.0.0.1 with the current champion of the registry in $(DATA_DIR).
 # Clients send PLATFORM_SERVING_TOKEN as a bearer token; reloads need PLATFORM_SERVING_ADMIN_TOKEN.
@@ -58,7 +58,7 @@ serve: $(STAMP)
 	PLATFORM_DATA_DIR=$(DATA_DIR) $(BIN)/python -m serving
 
 replay: $(STAMP)
-	$(BIN)/python -m ml.replay --landing $(DATA_DIR)/landing --start 2013-01-01 --end 2013-01-31
+	$(BIN)/python -m ml.ingest.replay --landing $(DATA_DIR)/landing --start 2013-01-01 --end 2013-01-31
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.evaluation import evaluation
-from ml.registry import ModelRegistry, RegistryError
+from ml.registry.model_registry import ModelRegistry, RegistryError
 from resources import LakeResource
 
 

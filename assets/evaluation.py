@@ -6,13 +6,13 @@ import dagster as dg
 from pydantic import Field
 
 from assets.training import TRAINING_SET_PATH, candidate_model
-from ml.dvc_repo import DvcError
-from ml.evaluate import evaluate
-from ml.leaderboard import leaderboard_text
-from ml.plots import png_markdown
-from ml.registry import ModelRegistry, RegistryError, check_artifacts
-from ml.reporting import markdown_table
-from ml.storage import join_uri
+from ml.evaluation.evaluate import evaluate
+from ml.evaluation.leaderboard import leaderboard_text
+from ml.evaluation.plots import png_markdown
+from ml.lake.storage import join_uri
+from ml.registry.dvc_repo import DvcError
+from ml.registry.model_registry import ModelRegistry, RegistryError, check_artifacts
+from ml.text_tables import markdown_table
 from orchestration.step_resources import EVALUATION, k8s_step_tags
 from resources import ArtifactStore, DvcResource, LakeResource
 

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from assets.ingestion import flights, planes, weather
 from assets.metadata import commit_metadata, delta_metadata
-from ml.features import (
+from ml.features.flight_features import (
     FEATURE_SCHEMA,
     KEY_COLUMNS,
     LABEL,
@@ -16,8 +16,8 @@ from ml.features import (
     build_features,
     lookback_days,
 )
-from ml.online_snapshot import build_snapshot, history_days, publish, weather_days
-from ml.quality import duplicate_keys, null_rates, rate_breaches, schema_problems
+from ml.lake.quality import duplicate_keys, null_rates, rate_breaches, schema_problems
+from ml.online.snapshot import build_snapshot, history_days, publish, weather_days
 from orchestration.partitions import daily_partitions, days_label, partition_days
 from orchestration.step_resources import FEATURES, k8s_step_tags
 from resources import LakeResource

@@ -12,10 +12,11 @@ import dagster as dg
 import polars as pl
 
 from assets.metadata import commit_metadata, delta_metadata
-from ml.ingest import Batch, ingest_days, read_reference
-from ml.lake import DeltaStore
-from ml.quality import duplicate_keys, schema_problems
-from ml.schemas import (
+from ml.ingest.batch import Batch, ingest_days, read_reference
+from ml.ingest.validation import validate_flights, validate_weather
+from ml.lake.delta import DeltaStore
+from ml.lake.quality import duplicate_keys, schema_problems
+from ml.lake.schemas import (
     AIRLINES_LANDING,
     AIRPORTS_LANDING,
     BRONZE_FLIGHTS_SCHEMA,
@@ -27,7 +28,6 @@ from ml.schemas import (
     WEATHER_LANDING,
     LandingContract,
 )
-from ml.validation import validate_flights, validate_weather
 from orchestration.partitions import daily_partitions, days_label, partition_days
 from orchestration.step_resources import INGESTION, k8s_step_tags
 from resources import LakeResource, LandingResource

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.features import flight_features
-from ml.registry import ModelRegistry
+from ml.registry.model_registry import ModelRegistry
 from orchestration.maintenance import MaintenanceConfig
 from resources import LakeResource
 

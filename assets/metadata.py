@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
-from ml.lake import WriteResult
-from ml.reporting import markdown_table
+from ml.lake.delta import WriteResult
+from ml.text_tables import markdown_table
 
 
 def commit_metadata(context: dg.AssetExecutionContext, label: str) -> dict[str, str]:

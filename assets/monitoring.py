@@ -24,16 +24,21 @@ from assets.features import flight_features
 from assets.ingestion import flights
 from assets.metadata import commit_metadata, delta_metadata
 from assets.training import TRAINING_SET_PATH, training_set
-from ml.drift import Thresholds, breaches, drift_plot, drift_table
-from ml.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from ml.lake import DeltaStore
-from ml.live_performance import daily_performance, match_outcomes, performance_breaches, performance_plot
-from ml.monitoring_tables import DRIFT_TABLE, LIVE_PERFORMANCE_TABLE, PREDICTIONS_TABLE, append
-from ml.plots import png_markdown
-from ml.registry import ModelRegistry
-from ml.reporting import markdown_table
-from ml.schemas import BRONZE_FLIGHTS_SCHEMA
-from ml.training_set import FEATURES_TABLE, read_manifest, read_split
+from ml.evaluation.plots import png_markdown
+from ml.features.flight_features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from ml.lake.delta import DeltaStore
+from ml.lake.schemas import BRONZE_FLIGHTS_SCHEMA
+from ml.monitoring.drift import Thresholds, breaches, drift_plot, drift_table
+from ml.monitoring.live_performance import (
+    daily_performance,
+    match_outcomes,
+    performance_breaches,
+    performance_plot,
+)
+from ml.monitoring.tables import DRIFT_TABLE, LIVE_PERFORMANCE_TABLE, PREDICTIONS_TABLE, append
+from ml.registry.model_registry import ModelRegistry
+from ml.text_tables import markdown_table
+from ml.training.training_set import FEATURES_TABLE, read_manifest, read_split
 from resources import DvcResource, LakeResource
 from resources.automation import DRIFT_SIGNALS_TABLE
 

@@ -9,11 +9,11 @@ import dagster as dg
 from pydantic import Field
 
 from assets.features import flight_features
-from ml.lineage import git_commit, model_key
-from ml.params import cutoff, load_params, split_sizes
-from ml.registry import ModelRegistry
-from ml.storage import join_uri
-from ml.training_set import FEATURES_TABLE, read_manifest, snapshot_from_lake
+from ml.lake.storage import join_uri
+from ml.registry.model_registry import ModelRegistry
+from ml.registry.provenance import git_commit, model_key
+from ml.training.params import cutoff, load_params, split_sizes
+from ml.training.training_set import FEATURES_TABLE, read_manifest, snapshot_from_lake
 from orchestration.step_resources import TRAINING_SET, k8s_step_tags
 from resources import ArtifactStore, DvcResource, LakeResource, TrainingLauncher, TrainingRequest
 

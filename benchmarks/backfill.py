@@ -11,7 +11,7 @@
     --per-partition-days 365 runs them all (about 5 minutes on 2 cores).
 (b) The range run against a bare polars script computing the same features from the same
     landing files: read the CSVs with polars (contract dtypes, no validation), derive the
-    three columns build_features needs, call `ml.features.build_features` once for every
+    three columns build_features needs, call `ml.features.flight_features.build_features` once for every
     day. Target: range run ÷ bare script <= 1.5.
 
 Two breakdowns show where the time goes: the phases of each run from its own event log
@@ -51,9 +51,9 @@ from benchmarks.common import (
     secs,
     spread,
 )
-from ml.features import KEY_COLUMNS, build_features
-from ml.lake import DeltaStore
-from ml.schemas import FLIGHTS_LANDING, NULL_VALUES, PLANES_LANDING, TIMESTAMP_UTC, WEATHER_LANDING
+from ml.features.flight_features import KEY_COLUMNS, build_features
+from ml.lake.delta import DeltaStore
+from ml.lake.schemas import FLIGHTS_LANDING, NULL_VALUES, PLANES_LANDING, TIMESTAMP_UTC, WEATHER_LANDING
 from orchestration.partitions import daily_partitions, range_tags
 
 TARGET_BARE = 1.5

@@ -20,13 +20,13 @@ import dagster as dg
 import polars as pl
 
 from assets import features, ingestion
-from ml.ingest import ingest_days, read_reference
-from ml.lake import DeltaStore
-from ml.landing_zone import LandingZone
-from ml.replay import replay
-from ml.reporting import text_table
-from ml.schemas import AIRLINES_LANDING, AIRPORTS_LANDING, FLIGHTS_LANDING
-from ml.validation import validate_flights
+from ml.ingest.batch import ingest_days, read_reference
+from ml.ingest.landing_zone import LandingZone
+from ml.ingest.replay import replay
+from ml.ingest.validation import validate_flights
+from ml.lake.delta import DeltaStore
+from ml.lake.schemas import AIRLINES_LANDING, AIRPORTS_LANDING, FLIGHTS_LANDING
+from ml.text_tables import text_table
 from orchestration.partitions import range_tags
 from resources import LakeResource, LandingResource
 
@@ -85,7 +85,7 @@ class Timers:
 
     Each target is (owner, attribute): the attribute is replaced by a timing wrapper for
     the duration of `patched()`. Patch a function where its caller looks it up (e.g.
-    `assets.features.build_features`, not `ml.features.build_features`).
+    `assets.features.build_features`, not `ml.features.flight_features.build_features`).
     """
 
     targets: dict[str, tuple[object, str]]

@@ -33,9 +33,9 @@ from unittest import mock
 import dagster as dg
 
 from benchmarks.common import Report, arguments, replay_landing
+from devtools.postgres import k8s_storage, local_postgres
+from devtools.services import dagster_services
 from orchestration.definitions import build_definitions
-from orchestration.local_postgres import k8s_storage, local_postgres
-from orchestration.local_services import dagster_services
 from orchestration.partitions import range_tags
 
 TARGET = 0.10

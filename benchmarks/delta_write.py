@@ -29,7 +29,7 @@ from pathlib import Path
 import polars as pl
 from deltalake import write_deltalake
 
-import ml.lake
+import ml.lake.delta
 from benchmarks.common import (
     Report,
     Timers,
@@ -44,7 +44,7 @@ from benchmarks.common import (
     replay_landing,
     spread,
 )
-from ml.lake import DeltaStore
+from ml.lake.delta import DeltaStore
 
 JANUARY = days_between(dt.date(2013, 1, 1), dt.date(2013, 1, 31))
 FEBRUARY = days_between(dt.date(2013, 2, 1), dt.date(2013, 2, 28))
@@ -112,9 +112,9 @@ def replace_breakdown(store: DeltaStore, frame: pl.DataFrame, repeats: int) -> d
     timers = Timers(
         {
             "replace_days (total)": (DeltaStore, "replace_days"),
-            "check_rows_within": (ml.lake, "check_rows_within"),
+            "check_rows_within": (ml.lake.delta, "check_rows_within"),
             "ensure_table (exists + open)": (DeltaStore, "ensure_table"),
-            "write_deltalake (predicate overwrite)": (ml.lake, "write_deltalake"),
+            "write_deltalake (predicate overwrite)": (ml.lake.delta, "write_deltalake"),
             "_version_of (log read)": (DeltaStore, "_version_of"),
         }
     )

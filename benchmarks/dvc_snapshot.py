@@ -25,7 +25,7 @@ from pathlib import Path
 
 from benchmarks.common import Report, arguments, ratio
 from benchmarks.training_throughput import build_training_set
-from ml.dvc_repo import DvcRepo
+from ml.registry.dvc_repo import DvcRepo
 
 REPEATS = 5
 

@@ -43,7 +43,7 @@ from benchmarks.common import (
     secs,
     spread,
 )
-from ml.lake import DeltaStore
+from ml.lake.delta import DeltaStore
 from orchestration.maintenance import LAKE_TABLES
 
 TARGET = 1.2

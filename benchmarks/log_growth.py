@@ -40,7 +40,7 @@ from benchmarks.common import (
     seconds,
     spread,
 )
-from ml.lake import DeltaStore
+from ml.lake.delta import DeltaStore
 
 TARGET = 2.0
 FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 10)

@@ -22,7 +22,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from benchmarks.common import target_text
-from ml.reporting import text_table
+from ml.text_tables import text_table
 
 BENCHMARKS = (
     "delta_write",

@@ -27,8 +27,8 @@ from pathlib import Path
 import dagster as dg
 
 from benchmarks.common import Report, arguments, ratio, replay_landing
-from ml.landing_watch import plan
-from ml.landing_zone import LandedFile
+from ml.ingest.landing_zone import LandedFile
+from ml.ingest.watch import plan
 from orchestration.sensors import landing_sensor
 from resources import LandingResource, LandingWatch
 

@@ -25,9 +25,9 @@ import numpy as np
 
 from benchmarks.common import Report, arguments, ratio
 from benchmarks.serving_setup import build_platform, post, server
-from ml.online_features import OnlineLookup, servable_range
-from ml.online_snapshot import current_id, load
-from ml.onnx_model import OnnxModel
+from ml.online.features import OnlineLookup, servable_range
+from ml.online.snapshot import current_id, load
+from ml.training.onnx_model import OnnxModel
 from serving.config import DEFAULT_MAX_DAYS_AHEAD
 from serving.model_store import SCORING_THREADS
 from serving.schemas import outside_range, parse, schedules

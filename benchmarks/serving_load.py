@@ -30,9 +30,9 @@ from pathlib import Path
 
 from benchmarks.common import Report, arguments, ratio
 from benchmarks.serving_setup import ADMIN_TOKEN, TOKEN, Server, ServingPlatform, build_platform, post, server
-from ml.online_features import OnlineLookup
-from ml.online_snapshot import current_id, load
-from ml.onnx_model import OnnxModel
+from ml.online.features import OnlineLookup
+from ml.online.snapshot import current_id, load
+from ml.training.onnx_model import OnnxModel
 from serving.model_store import SCORING_THREADS
 from serving.schemas import parse, schedules
 

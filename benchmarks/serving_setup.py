@@ -2,7 +2,7 @@
 
 The platform is built with the project's own code, as in production but smaller: the
 replay tool, the bronze, features and online-snapshot assets, a training-set snapshot of
-the feature table, `ml.train` with the network of `params.yaml` (fewer epochs: the size
+the feature table, `ml.training.train` with the network of `params.yaml` (fewer epochs: the size
 of the network, not its quality, sets the cost of a request) and the registry. A second
 version with a copy of the champion's files is registered, so reloads can alternate
 between two versions. The server is the real entrypoint, `python -m serving`, in its
@@ -28,13 +28,13 @@ from typing import Any
 import yaml
 
 from benchmarks.common import Lake, replay_landing
-from ml.lake import DeltaStore
-from ml.lineage import params_hash
-from ml.registry import ModelRegistry
-from ml.train import run as train
-from ml.train_reporting import ConsoleReporter
-from ml.training_set import SplitSizes, folder_md5, snapshot_from_lake
-from orchestration.local_services import free_port, terminate
+from devtools.services import free_port, terminate
+from ml.lake.delta import DeltaStore
+from ml.registry.model_registry import ModelRegistry
+from ml.registry.provenance import params_hash
+from ml.training.progress import ConsoleReporter
+from ml.training.train import run as train
+from ml.training.training_set import SplitSizes, folder_md5, snapshot_from_lake
 
 TOKEN = "bench-client-token"
 ADMIN_TOKEN = "bench-admin-token"

@@ -5,7 +5,7 @@
 Both loops train the same network (architecture, batch size and optimizer from
 params.yaml) on the same train split, in one process, one after the other:
 
-- entrypoint: `python -m ml.train` run in-process (`ml.train.main`); samples/s of each
+- entrypoint: `python -m ml.training.train` run in-process (`ml.training.train.main`); samples/s of each
   epoch's training loop as its history.json records them (validation and checkpoint
   excluded), so the ratio shows what the loop's own machinery costs: per-epoch
   permutation from a seeded generator, one-cycle schedule, loss scaler, on-device loss sum;
@@ -46,13 +46,13 @@ from benchmarks.common import (
     ratio,
     replay_landing,
 )
-from ml import train
-from ml.model import ModelConfig, TabularNet
-from ml.params import load_params
-from ml.preprocess import Preprocessor
-from ml.train_reporting import device_name
-from ml.trainer import TrainParams
-from ml.training_set import FEATURES_TABLE, SplitSizes, split_by_time, write_snapshot
+from ml.training import train
+from ml.training.model import ModelConfig, TabularNet
+from ml.training.params import load_params
+from ml.training.preprocess import Preprocessor
+from ml.training.progress import device_name
+from ml.training.trainer import TrainParams
+from ml.training.training_set import FEATURES_TABLE, SplitSizes, split_by_time, write_snapshot
 
 PROJECT = Path(__file__).resolve().parents[1]
 TARGET = 0.9
@@ -83,7 +83,7 @@ def run_entrypoint(snapshot: Path, work: Path, section: dict[str, Any], device: 
     )
     wall = time.perf_counter() - start
     if code != 0:
-        raise RuntimeError(f"ml.train exited with {code}")
+        raise RuntimeError(f"ml.training.train exited with {code}")
     history = json.loads((out / "history.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     return {"history": history, "wall": wall, "test_auc": metrics["test"]["roc_auc"]}
@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
         f"{train_rows:,} train rows, median of {epochs} epochs",
         [
             {
-                "loop": "entrypoint (ml.train)",
+                "loop": "entrypoint (ml.training.train)",
                 "samples/s": f"{statistics.median(entry):,.0f}",
                 "min..max": spread(entry),
             },

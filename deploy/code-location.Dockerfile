@@ -31,7 +31,7 @@ RUN apt-get update \
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/dvc /opt/dvc
 RUN ln -s /opt/dvc/bin/dvc /usr/local/bin/dvc
-# The DVC pipeline (what `ml.dvc_repo.init_pipeline_repo` copies into the work volume).
+# The DVC pipeline (what `ml.registry.dvc_repo.init_pipeline_repo` copies into the work volume).
 WORKDIR /opt/flightdelay
 COPY dvc.yaml params.yaml ./
 COPY ml ./ml

@@ -1,4 +1,4 @@
-# The training image: the same entrypoint as everywhere (`python -m ml.train`), on a GPU node.
+# The training image: the same entrypoint as everywhere (`python -m ml.training.train`), on a GPU node.
 #   docker build -f deploy/training.Dockerfile -t REGISTRY/flightdelay-training:TAG .
 #
 # No CUDA base image: the PyPI build of torch for Linux x86-64 is the CUDA build and carries its
@@ -34,5 +34,5 @@ ENV PATH=/opt/venv/bin:$PATH \
     MPLCONFIGDIR=/tmp/matplotlib \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER 1000:1000
-ENTRYPOINT ["python", "-m", "ml.train"]
+ENTRYPOINT ["python", "-m", "ml.training.train"]
 CMD ["--help"]

@@ -3,8 +3,8 @@
 import dagster as dg
 from pydantic import Field
 
-from ml.registry import ModelRegistry
-from ml.reporting import text_table
+from ml.registry.model_registry import ModelRegistry
+from ml.text_tables import text_table
 from resources import LakeResource
 
 LAKE_TABLES = (

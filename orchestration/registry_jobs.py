@@ -3,7 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
-from ml.registry import ModelRegistry
+from ml.registry.model_registry import ModelRegistry
 from resources import LakeResource
 
 

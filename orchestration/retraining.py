@@ -9,8 +9,8 @@ import dagster as dg
 import polars as pl
 
 from assets.training import TRAINING_SET_PATH
-from ml.retrain_policy import DriftSignal, decide
-from ml.training_set import FEATURES_TABLE, MANIFEST
+from ml.training.retrain_policy import DriftSignal, decide
+from ml.training.training_set import FEATURES_TABLE, MANIFEST
 from orchestration.jobs import training_job
 from resources import DvcResource, LakeResource, RetrainPolicy
 from resources.automation import DRIFT_SIGNALS_TABLE

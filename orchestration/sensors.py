@@ -6,7 +6,7 @@ import datetime as dt
 
 import dagster as dg
 
-from ml.landing_watch import plan, read_cursor, write_cursor
+from ml.ingest.watch import plan, read_cursor, write_cursor
 from orchestration.jobs import bronze_job
 from orchestration.partitions import FIRST_DAY, LAST_DAY, range_tags
 from resources import LandingResource, LandingWatch

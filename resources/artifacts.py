@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from ml.artifact_store import ArtifactStore as Store
+from ml.registry.artifacts import ArtifactStore as Store
 
 
 class ArtifactStore(dg.ConfigurableResource):

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from ml.dvc_repo import DvcRepo
+from ml.registry.dvc_repo import DvcRepo
 
 
 class DvcResource(dg.ConfigurableResource):

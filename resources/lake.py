@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from ml.lake import DeltaStore
+from ml.lake.delta import DeltaStore
 
 
 class LakeResource(dg.ConfigurableResource):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from ml.landing_zone import LandingZone
+from ml.ingest.landing_zone import LandingZone
 
 
 class LandingResource(dg.ConfigurableResource):

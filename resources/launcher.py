@@ -1,4 +1,4 @@
-"""Launchers run the training entrypoint (`python -m ml.train`) and relay its Pipes messages.
+"""Launchers run the training entrypoint (`python -m ml.training.train`) and relay its Pipes messages.
 
 The asset only builds a `TrainingRequest`; where the process runs is the launcher's
 business: a local subprocess here, a GPU pod on Kubernetes in the `k8s` profile.
@@ -40,7 +40,7 @@ class LocalLauncher(TrainingLauncher):
 
     def launch(self, context: dg.AssetExecutionContext, request: TrainingRequest) -> dg.MaterializeResult:
         client = dg.PipesSubprocessClient(cwd=self.cwd, env=self.env or None)
-        command = [sys.executable, "-m", "ml.train", *request.arguments()]
+        command = [sys.executable, "-m", "ml.training.train", *request.arguments()]
         return client.run(context=context, command=command).get_materialize_result()
 
 
@@ -111,7 +111,7 @@ class K8sLauncher(TrainingLauncher):
         )
 
     def command(self, request: TrainingRequest) -> list[str]:
-        return ["python", "-m", "ml.train", *request.arguments()]
+        return ["python", "-m", "ml.training.train", *request.arguments()]
 
     def launch(self, context: dg.AssetExecutionContext, request: TrainingRequest) -> dg.MaterializeResult:
         from resources.k8s_watch import BoundedPipesK8sClient

@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ml.lake import DeltaStore
-from ml.online_features import servable_range
+from ml.lake.delta import DeltaStore
+from ml.online.features import servable_range
 from serving.config import ServingConfig
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore, NotReadyError

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ml.lake import DeltaStore
-from ml.online_features import OnlineLookup, Schedule, online_features
-from ml.online_snapshot import OnlineSnapshot, current_id, load
-from ml.onnx_model import MODEL_FILE, PREPROCESS_FILE, OnnxModel
-from ml.registry import ModelRegistry, ModelVersion
-from ml.storage import filesystem, has_scheme, join_uri
+from ml.lake.delta import DeltaStore
+from ml.lake.storage import filesystem, has_scheme, join_uri
+from ml.online.features import OnlineLookup, Schedule, online_features
+from ml.online.snapshot import OnlineSnapshot, current_id, load
+from ml.registry.model_registry import ModelRegistry, ModelVersion
+from ml.training.onnx_model import MODEL_FILE, PREPROCESS_FILE, OnnxModel
 from serving.config import ServingConfig
 
 SCORING_THREADS = 1
@@ -42,7 +42,7 @@ class Served:
     lookup: OnlineLookup
 
     def predict(self, requests: pl.DataFrame) -> np.ndarray:
-        """Delay probabilities of request rows (the `ml.online_features.REQUEST_SCHEMA` columns)."""
+        """Delay probabilities of request rows (the `ml.online.features.REQUEST_SCHEMA` columns)."""
         return self.model.predict(online_features(requests, self.snapshot))
 
     def predict_schedules(self, schedules: list[Schedule]) -> np.ndarray:

@@ -26,9 +26,9 @@ import numpy as np
 import polars as pl
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from ml.lake import DeltaStore
-from ml.monitoring_tables import PREDICTION_LOG_SCHEMA, PREDICTIONS_TABLE, append
-from ml.online_features import Schedule, flight_date
+from ml.lake.delta import DeltaStore
+from ml.monitoring.tables import PREDICTION_LOG_SCHEMA, PREDICTIONS_TABLE, append
+from ml.online.features import Schedule, flight_date
 from serving.schemas import request_frame
 
 log = logging.getLogger("serving.prediction_log")

@@ -12,7 +12,7 @@ import functools
 import polars as pl
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from ml.online_features import REQUEST_SCHEMA, Schedule, local_day
+from ml.online.features import REQUEST_SCHEMA, Schedule, local_day
 
 MAX_ERRORS = 20
 
@@ -75,7 +75,7 @@ def is_batch_too_large(exc: ValidationError) -> bool:
 
 
 def schedules(request: PredictRequest) -> list[Schedule]:
-    """The request's flights as `ml.online_features` rows, departures in UTC."""
+    """The request's flights as `ml.online.features` rows, departures in UTC."""
     return [
         Schedule(f.carrier, f.origin, f.dest, f.scheduled_departure.astimezone(dt.UTC), f.tailnum, f.distance)
         for f in request.flights

@@ -15,11 +15,11 @@ import yaml
 from dagster_shared.error import SerializableErrorInfo
 
 from assets import deployment, evaluation, features, ingestion, lineage, training
-from ml.dvc_repo import init_pipeline_repo
-from ml.lake import DeltaStore
-from ml.landing_zone import LandingZone
-from ml.registry import ModelRegistry, ModelVersion
-from ml.replay import replay
+from ml.ingest.landing_zone import LandingZone
+from ml.ingest.replay import replay
+from ml.lake.delta import DeltaStore
+from ml.registry.dvc_repo import init_pipeline_repo
+from ml.registry.model_registry import ModelRegistry, ModelVersion
 from orchestration.partitions import range_tags
 from resources import ArtifactStore, DvcResource, LakeResource, LandingResource, LocalLauncher
 from serving.config import ServingConfig

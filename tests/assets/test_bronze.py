@@ -9,9 +9,9 @@ from pathlib import Path
 
 import polars as pl
 
-from ml.landing_parse import count_data_rows
-from ml.replay import replay
-from ml.schemas import BRONZE_FLIGHTS_SCHEMA, BRONZE_WEATHER_SCHEMA
+from ml.ingest.parse import count_data_rows
+from ml.ingest.replay import replay
+from ml.lake.schemas import BRONZE_FLIGHTS_SCHEMA, BRONZE_WEATHER_SCHEMA
 from tests.conftest import Platform, day
 
 NEW_YORK = "America/New_York"

@@ -14,9 +14,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from ml.landing_parse import count_data_rows
-from ml.landing_zone import LandingZone
-from ml.replay import replay
+from ml.ingest.landing_zone import LandingZone
+from ml.ingest.parse import count_data_rows
+from ml.ingest.replay import replay
 from orchestration.partitions import FIRST_DAY, LAST_DAY, daily_partitions
 from tests.conftest import ASSETS, Platform, day, failures, landing_file, uri
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml.registry import ModelRegistry
-from ml.training_set import folder_md5
+from ml.registry.model_registry import ModelRegistry
+from ml.training.training_set import folder_md5
 from orchestration.maintenance import maintenance
 from resources import LocalLauncher, TrainingRequest
 from tests.conftest import ASSETS, FAST_TRAINING, PROJECT, TrainingPlatform, day, set_training
@@ -97,7 +97,7 @@ def test_reproduce_restores_the_exact_training_set_and_metrics(trained: Training
         [
             sys.executable,
             "-m",
-            "ml.reproduce",
+            "ml.registry.reproduce",
             "--version",
             "1",
             "--lake",
@@ -128,7 +128,7 @@ class NodeLostOnceLauncher(LocalLauncher):
 
     def launch(self, context: dg.AssetExecutionContext, request: TrainingRequest) -> dg.MaterializeResult:
         if context.retry_number == 0:
-            command = [sys.executable, "-m", "ml.train", *request.arguments(), "--device", "cpu"]
+            command = [sys.executable, "-m", "ml.training.train", *request.arguments(), "--device", "cpu"]
             process = subprocess.Popen(
                 command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
@@ -163,7 +163,7 @@ def test_a_retried_training_step_resumes_from_its_checkpoint_to_the_uninterrupte
         [
             sys.executable,
             "-m",
-            "ml.train",
+            "ml.training.train",
             "--training-set",
             str(trained.repo / "data" / "training_set"),
             "--out",

@@ -9,8 +9,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from ml.dvc_repo import DvcError, DvcRepo
-from ml.training_set import folder_md5
+from ml.registry.dvc_repo import DvcError, DvcRepo
+from ml.training.training_set import folder_md5
 from tests.conftest import ASSETS, TrainingPlatform, day
 
 

@@ -72,7 +72,7 @@ def test_the_code_location_image_serves_the_definitions_on_port_4000() -> None:
 def test_the_training_image_runs_the_training_entrypoint() -> None:
     steps = final_stage(DEPLOY / "training.Dockerfile")
     [entrypoint] = [json.loads(args) for op, args in steps if op == "ENTRYPOINT"]
-    assert entrypoint == ["python", "-m", "ml.train"]
+    assert entrypoint == ["python", "-m", "ml.training.train"]
     env = " ".join(args for op, args in steps if op == "ENV")
     assert "NVIDIA_VISIBLE_DEVICES" not in env  # left to the device plugin
 
@@ -81,3 +81,13 @@ def test_the_build_context_leaves_local_state_out() -> None:
     for local in (".venv", ".data", ".dagster", ".git", "tests"):
         assert ignored(local), local
     assert not ignored("ml") and not ignored("pyproject.toml")
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_no_image_copies_the_dev_tooling(dockerfile: Path) -> None:
+    copies = [args for op, args in instructions(dockerfile) if op == "COPY" and "--from=" not in args]
+    sources = [source.rstrip("/") for args in copies for source in args.split()[:-1]]
+    assert sources
+    for source in sources:
+        assert source != "." and not source.startswith(("devtools", "tests", "benchmarks")), source
+    assert ignored("devtools"), "devtools/ must stay out of the build context"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.local_services import dagster_services
+from devtools.services import dagster_services
 from tests.conftest import Platform
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from orchestration.local_services import (
+from devtools.services import (
     LAUNCH_BACKFILL,
     LAUNCH_RUN,
     LOCATION,

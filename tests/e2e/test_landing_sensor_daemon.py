@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ml.replay import replay
-from orchestration.local_services import DagsterServices, dagster_services
+from devtools.services import DagsterServices, dagster_services
+from ml.ingest.replay import replay
 from orchestration.partitions import RANGE_END, RANGE_START
 from tests.conftest import Platform
 

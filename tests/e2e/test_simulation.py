@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.simulate import main
+from devtools.simulate import main
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from orchestration.local_services import dagster_services
+from devtools.services import dagster_services
 from orchestration.partitions import range_tags
 from tests.conftest import ASSETS, PROJECT, Platform
 

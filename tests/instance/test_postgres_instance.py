@@ -23,8 +23,8 @@ from dagster._serdes import ConfigurableClassData
 from dagster_k8s import K8sRunLauncher
 from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage, PostgresRunStorage
 
-from orchestration.local_postgres import K8S_INSTANCE, PostgresServer, k8s_storage, local_postgres
-from orchestration.local_services import dagster_services
+from devtools.postgres import K8S_INSTANCE, PostgresServer, k8s_storage, local_postgres
+from devtools.services import dagster_services
 from orchestration.partitions import range_tags
 from tests.conftest import ASSETS, Platform, day
 

@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml.baselines import BoostedTrees, fit_vocabulary, prior_predictions, prior_rate
-from ml.features import CATEGORICAL_FEATURES, FEATURE_SCHEMA, LABEL, NUMERIC_FEATURES
-from ml.metrics import binary_metrics, label_values
+from ml.evaluation.baselines import BoostedTrees, fit_vocabulary, prior_predictions, prior_rate
+from ml.evaluation.metrics import binary_metrics, label_values
+from ml.features.flight_features import CATEGORICAL_FEATURES, FEATURE_SCHEMA, LABEL, NUMERIC_FEATURES
 
 CARRIERS = ["AA", "B6", "DL", "EV", "UA"]
 ORIGINS = ["EWR", "JFK", "LGA"]

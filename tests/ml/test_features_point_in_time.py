@@ -6,8 +6,8 @@ import datetime as dt
 
 import polars as pl
 
-from ml.features import FEATURE_SCHEMA, build_features
-from ml.schemas import BRONZE_FLIGHTS_SCHEMA, BRONZE_WEATHER_SCHEMA
+from ml.features.flight_features import FEATURE_SCHEMA, build_features
+from ml.lake.schemas import BRONZE_FLIGHTS_SCHEMA, BRONZE_WEATHER_SCHEMA
 
 D = dt.date(2013, 3, 20)
 

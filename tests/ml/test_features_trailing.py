@@ -7,7 +7,7 @@ import random
 
 import polars as pl
 
-from ml.features import DELAY_MINUTES, TRAILING_KEYS, WINDOWS, _trailing
+from ml.features.flight_features import DELAY_MINUTES, TRAILING_KEYS, WINDOWS, _trailing
 
 START = dt.date(2013, 3, 1)
 

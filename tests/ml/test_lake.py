@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ml.lake import DeltaStore, PartitionWriteRefusedError, day_predicate
+from ml.lake.delta import DeltaStore, PartitionWriteRefusedError, day_predicate
 
 D1, D2, D3 = dt.date(2013, 1, 1), dt.date(2013, 1, 2), dt.date(2013, 1, 3)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from ml.landing_parse import (
+from ml.ingest.parse import (
     LINE_COLUMN,
     SOURCE_COLUMN,
     LandingFileError,
@@ -16,7 +16,7 @@ from ml.landing_parse import (
     parse_landing_csv,
     parse_landing_files,
 )
-from ml.schemas import FLIGHTS_LANDING, WEATHER_LANDING, LandingContract
+from ml.lake.schemas import FLIGHTS_LANDING, WEATHER_LANDING, LandingContract
 
 FLIGHTS_SOURCE = "landing/flights/2013-01-01.csv"
 WEATHER_SOURCE = "landing/weather/2013-01-01.csv"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ml.landing_watch import contiguous, plan, read_cursor, write_cursor
-from ml.landing_zone import LandedFile
+from ml.ingest.landing_zone import LandedFile
+from ml.ingest.watch import contiguous, plan, read_cursor, write_cursor
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 OLD = NOW - dt.timedelta(minutes=5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ml.leaderboard import gate, leaderboard, leaderboard_text
+from ml.evaluation.leaderboard import gate, leaderboard, leaderboard_text
 
 
 def auc(value: float) -> dict[str, float]:

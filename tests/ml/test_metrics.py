@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
-from ml.metrics import (
+from ml.evaluation.metrics import (
     binary_metrics,
     calibration_table,
     expected_calibration_error,

@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 import torch
 
-from ml import train
-from ml.model import ModelConfig, TabularNet
-from ml.onnx_model import OnnxModel
-from ml.preprocess import Preprocessor
+from ml.training import train
+from ml.training.model import ModelConfig, TabularNet
+from ml.training.onnx_model import OnnxModel
+from ml.training.preprocess import Preprocessor
 from tests.ml.test_train import build_snapshot, write_params
 
 

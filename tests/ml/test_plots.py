@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.plots import PLOT_FILES, calibration_plot, png_markdown, precision_recall_plot, roc_plot, write_plots
+from ml.evaluation.plots import (
+    PLOT_FILES,
+    calibration_plot,
+    png_markdown,
+    precision_recall_plot,
+    roc_plot,
+    write_plots,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml.preprocess import UNKNOWN, Preprocessor
+from ml.training.preprocess import UNKNOWN, Preprocessor
 
 CATEGORICAL = ("carrier", "origin")
 NUMERIC = ("distance", "temp", "flat")

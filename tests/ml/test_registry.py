@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ml.lake import DeltaStore
-from ml.registry import ModelRegistry, RegistryError
+from ml.lake.delta import DeltaStore
+from ml.registry.model_registry import ModelRegistry, RegistryError
 
 
 def register(registry: ModelRegistry, folder: Path, auc: float) -> int:

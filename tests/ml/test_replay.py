@@ -10,11 +10,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ml.landing_parse import count_data_rows, parse_landing_csv
-from ml.replay import EXIT_CONFLICT, main, replay
-from ml.schemas import AIRLINES_LANDING, AIRPORTS_LANDING, FLIGHTS_LANDING, PLANES_LANDING, WEATHER_LANDING
-from ml.source_data import read_source
-from ml.validation import validate_flights, validate_weather, with_file_day
+from ml.ingest.parse import count_data_rows, parse_landing_csv
+from ml.ingest.replay import EXIT_CONFLICT, main, replay
+from ml.ingest.source_data import read_source
+from ml.ingest.validation import validate_flights, validate_weather, with_file_day
+from ml.lake.schemas import (
+    AIRLINES_LANDING,
+    AIRPORTS_LANDING,
+    FLIGHTS_LANDING,
+    PLANES_LANDING,
+    WEATHER_LANDING,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 3)
@@ -147,7 +153,7 @@ def test_a_range_outside_2013_is_refused_with_a_clear_message(
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert message in err
-    assert err.startswith("usage: python -m ml.replay")
+    assert err.startswith("usage: python -m ml.ingest.replay")
     assert not landing.exists()
 
 
@@ -167,7 +173,7 @@ def test_an_unknown_dataset_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_help_runs_as_a_module_and_exits_zero() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "ml.replay", "--help"],
+        [sys.executable, "-m", "ml.ingest.replay", "--help"],
         cwd=REPOSITORY,
         capture_output=True,
         text=True,
@@ -175,7 +181,7 @@ def test_help_runs_as_a_module_and_exits_zero() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("usage: python -m ml.replay")
+    assert done.stdout.startswith("usage: python -m ml.ingest.replay")
     for option in ("--landing", "--start", "--end", "--datasets", "--force"):
         assert option in done.stdout
 

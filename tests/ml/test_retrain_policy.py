@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ml.retrain_policy import DriftSignal, decide
+from ml.training.retrain_policy import DriftSignal, decide
 
 DAYS = [dt.date(2013, 1, d) for d in range(1, 21)]
 

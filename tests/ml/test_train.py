@@ -15,9 +15,9 @@ import pytest
 import torch
 import yaml
 
-from ml import train
-from ml.model import ModelConfig, TabularNet
-from ml.training_set import FEATURES_TABLE, SplitSizes, split_by_time, write_snapshot
+from ml.training import train
+from ml.training.model import ModelConfig, TabularNet
+from ml.training.training_set import FEATURES_TABLE, SplitSizes, split_by_time, write_snapshot
 from tests.conftest import Platform, day
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def command(snapshot: Path, out: Path, params: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "ml.train",
+        "ml.training.train",
         "--training-set",
         str(snapshot),
         "--out",
@@ -91,7 +91,11 @@ def params(tmp_path: Path) -> Path:
 
 def test_help_runs_as_a_subprocess() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "ml.train", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "ml.training.train", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     for option in ("--training-set", "--out", "--params", "--device", "resumes"):

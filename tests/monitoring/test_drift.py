@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from scipy.stats import ks_2samp
 
-from ml.drift import (
+from ml.monitoring.drift import (
     PSI_FLOOR,
     Thresholds,
     breaches,

@@ -9,10 +9,15 @@ import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ml.live_performance import daily_performance, match_outcomes, performance_breaches, performance_plot
-from ml.metrics import expected_calibration_error
-from ml.monitoring_tables import PREDICTION_LOG_SCHEMA
-from ml.schemas import BRONZE_FLIGHTS_SCHEMA
+from ml.evaluation.metrics import expected_calibration_error
+from ml.lake.schemas import BRONZE_FLIGHTS_SCHEMA
+from ml.monitoring.live_performance import (
+    daily_performance,
+    match_outcomes,
+    performance_breaches,
+    performance_plot,
+)
+from ml.monitoring.tables import PREDICTION_LOG_SCHEMA
 
 DAY, NEXT = dt.date(2013, 3, 1), dt.date(2013, 3, 2)
 

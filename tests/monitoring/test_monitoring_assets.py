@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from starlette.testclient import TestClient
 
 from assets import monitoring
-from ml.monitoring_tables import DRIFT_TABLE, LIVE_PERFORMANCE_TABLE, PREDICTIONS_TABLE
+from ml.monitoring.tables import DRIFT_TABLE, LIVE_PERFORMANCE_TABLE, PREDICTIONS_TABLE
 from orchestration.retraining import retrain_sensor
 from resources import DvcResource, LakeResource, RetrainPolicy
 from resources.automation import DRIFT_SIGNALS_TABLE

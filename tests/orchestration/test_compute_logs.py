@@ -12,8 +12,8 @@ import pytest
 import yaml
 from dagster._core.instance.ref import InstanceRef
 
+from devtools.services import INSTANCE_TEMPLATE, PROJECT
 from orchestration.compute_logs import FileComputeLogManager
-from orchestration.local_services import INSTANCE_TEMPLATE, PROJECT
 
 # Run in a process of its own so that stdout is file descriptor 1, as in a run worker
 # (under pytest's capture it is not, and a child process would write past the capture).

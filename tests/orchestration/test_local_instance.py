@@ -8,7 +8,7 @@ import dagster as dg
 import yaml
 from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage
 
-from orchestration.local_services import instance_yaml
+from devtools.services import instance_yaml
 
 
 @dg.asset

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
-from ml.monitoring_tables import DRIFT_TABLE, LIVE_PERFORMANCE_TABLE, PREDICTIONS_TABLE
-from ml.registry import ModelRegistry
+from ml.monitoring.tables import DRIFT_TABLE, LIVE_PERFORMANCE_TABLE, PREDICTIONS_TABLE
+from ml.registry.model_registry import ModelRegistry
 from orchestration.maintenance import LAKE_TABLES, maintenance
 from resources.automation import DRIFT_SIGNALS_TABLE
 from tests.conftest import ASSETS, Platform, day

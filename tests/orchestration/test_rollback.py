@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ml.lake import DeltaStore
-from ml.registry import ModelRegistry
+from ml.lake.delta import DeltaStore
+from ml.registry.model_registry import ModelRegistry
 from orchestration.registry_jobs import rollback
 from resources import LakeResource
 
@@ -49,7 +49,7 @@ def test_rollback_job_makes_an_earlier_version_champion(tmp_path: Path) -> None:
 
 def test_rollback_command_and_its_refusal_of_a_deleted_artifact(tmp_path: Path) -> None:
     registry = _registry_with_two(tmp_path)
-    command = [sys.executable, "-m", "ml.registry_cli", "--lake", str(tmp_path / "lake"), "rollback", "1"]
+    command = [sys.executable, "-m", "ml.registry.cli", "--lake", str(tmp_path / "lake"), "rollback", "1"]
     done = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "v1 is the champion; v2 archived" in done.stdout

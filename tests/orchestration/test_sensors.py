@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from ml.replay import replay
+from ml.ingest.replay import replay
 from orchestration.definitions import build_definitions
 from orchestration.partitions import RANGE_END, RANGE_START
 from orchestration.retraining import retrain_sensor

@@ -70,7 +70,7 @@ def test_the_pod_asks_for_gpus_a_gpu_node_shm_and_runs_the_entrypoint(launcher: 
     [container] = spec["containers"]
     assert container["name"] == CONTAINER
     assert container["image"] == "registry.example/flightdelay-training:1.0"
-    assert container["command"] == ["python", "-m", "ml.train", *REQUEST.arguments()]
+    assert container["command"] == ["python", "-m", "ml.training.train", *REQUEST.arguments()]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert container["resources"]["requests"]["nvidia.com/gpu"] == "2"
     assert spec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}

@@ -134,7 +134,7 @@ def test_training_runs_in_the_pod_and_reports_through_pipes(
     spec = body["spec"]
     [container] = spec["containers"]
     assert container["name"] == CONTAINER and container["image"] == IMAGE
-    assert container["command"][:3] == ["python", "-m", "ml.train"]
+    assert container["command"][:3] == ["python", "-m", "ml.training.train"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
     assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}

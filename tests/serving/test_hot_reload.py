@@ -8,7 +8,7 @@ import time
 
 from starlette.testclient import TestClient
 
-from ml.registry import ModelRegistry
+from ml.registry.model_registry import ModelRegistry
 from serving.app import create_app
 from tests.conftest import ADMIN_TOKEN, Served, bearer
 from tests.serving.test_api import flight

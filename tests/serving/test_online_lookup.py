@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from ml.online_features import REQUEST_SCHEMA, OnlineLookup, Schedule, online_features
-from ml.online_snapshot import OnlineSnapshot, current_id, load
-from ml.onnx_model import OnnxModel
+from ml.online.features import REQUEST_SCHEMA, OnlineLookup, Schedule, online_features
+from ml.online.snapshot import OnlineSnapshot, current_id, load
+from ml.training.onnx_model import OnnxModel
 from tests.conftest import LAST_DAY, Served
 
 NEW_YORK_WINTER = dt.timezone(dt.timedelta(hours=-5))

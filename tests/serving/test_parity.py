@@ -9,11 +9,11 @@ import polars as pl
 from polars.testing import assert_frame_equal
 from starlette.testclient import TestClient
 
-from ml.features import build_features
-from ml.online_features import ONLINE_COLUMNS, REQUEST_SCHEMA, online_features
-from ml.online_snapshot import build_snapshot, current_id, load
-from ml.onnx_model import OnnxModel
-from ml.schemas import NEW_YORK
+from ml.features.flight_features import build_features
+from ml.lake.schemas import NEW_YORK
+from ml.online.features import ONLINE_COLUMNS, REQUEST_SCHEMA, online_features
+from ml.online.snapshot import build_snapshot, current_id, load
+from ml.training.onnx_model import OnnxModel
 from tests.conftest import LAST_DAY, MAX_BATCH, Served, bearer, day
 
 TOLERANCE = 1e-6

@@ -20,8 +20,8 @@ import polars as pl
 import pytest
 from starlette.testclient import TestClient
 
-from ml.lake import DeltaStore
-from ml.monitoring_tables import PREDICTION_LOG_SCHEMA, PREDICTIONS_TABLE
+from ml.lake.delta import DeltaStore
+from ml.monitoring.tables import PREDICTION_LOG_SCHEMA, PREDICTIONS_TABLE
 from serving.app import create_app
 from serving.prediction_log import LogSettings, PredictionLog
 from tests.conftest import ADMIN_TOKEN, PROJECT, TOKEN, Served, bearer

@@ -16,10 +16,10 @@ from pathlib import Path
 import boto3
 import dagster as dg
 import pytest
-
-from ml.lake import DeltaStore
-from ml.storage import copy_tree
 from orchestration.local_s3 import LocalS3, local_s3
+
+from ml.lake.delta import DeltaStore
+from ml.lake.storage import copy_tree
 from orchestration.partitions import range_tags
 from orchestration.profiles import build_resources
 from tests.conftest import ASSETS, REFERENCE_KEYS, SMALL_SPLITS, make_dvc_repo

@@ -16,7 +16,7 @@ import threading
 import polars as pl
 import pyarrow as pa
 
-from ml.lake import DeltaStore
+from ml.lake.delta import DeltaStore
 from tests.conftest import PROJECT, day
 from tests.storage.conftest import S3Platform
 

@@ -9,9 +9,9 @@ import dagster as dg
 import polars as pl
 from dagster_shared.serdes import serialize_value
 
-from ml.dvc_repo import DvcRepo, init_pipeline_repo
-from ml.registry import ModelRegistry
-from ml.training_set import folder_md5
+from ml.registry.dvc_repo import DvcRepo, init_pipeline_repo
+from ml.registry.model_registry import ModelRegistry
+from ml.training.training_set import folder_md5
 from tests.conftest import PROJECT, day, failures, set_training
 from tests.storage.conftest import S3Platform
 
@@ -52,7 +52,7 @@ def test_landing_to_champion_on_s3(s3_platform: S3Platform) -> None:
     assert not (p.root / "data" / "lake").exists()
 
     # The training set is pinned by DVC and pushed to the remote bucket; a fresh checkout
-    # restores it, as `python -m ml.reproduce --dvc-remote` does (endpoint from AWS_ENDPOINT_URL).
+    # restores it, as `python -m ml.registry.reproduce --dvc-remote` does (endpoint from AWS_ENDPOINT_URL).
     locked = DvcRepo(p.repo).locked_output("training_set", "data/training_set")
     md5 = locked.md5.removesuffix(".dir")
     remote = p.keys("dvc")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ml.artifact_store import ArtifactsMissingError, ArtifactStore
-from ml.lake import DeltaStore
-from ml.registry import ModelRegistry, RegistryError
+from ml.lake.delta import DeltaStore
+from ml.registry.artifacts import ArtifactsMissingError, ArtifactStore
+from ml.registry.model_registry import ModelRegistry, RegistryError
 from orchestration.profiles import build_resources
 from resources import ArtifactStore as ArtifactResource
 from resources import DvcResource, LakeResource, LandingResource

@@ -1,0 +1,1 @@
+"""Evaluation of a candidate: metrics, baselines, the leaderboard and gate, and plots."""

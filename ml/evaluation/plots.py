@@ -1,0 +1,121 @@
+"""ROC, precision-recall and reliability plots of several models on one test split, as PNG bytes.
+
+Figures are drawn on matplotlib's Agg canvas directly, not through pyplot: no
+global figure state, no display needed, safe in a worker thread. The PNGs carry no
+"Software" stamp, so the same predictions give the same bytes on any matplotlib
+version that draws the same pixels.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from ml.evaluation.metrics import binary_metrics, calibration_table
+
+Predictions = Mapping[str, np.ndarray]
+PLOT_FILES = {"roc": "roc.png", "precision_recall": "precision_recall.png", "calibration": "calibration.png"}
+
+
+def png(draw: Callable[[Figure], None]) -> bytes:
+    figure = Figure(figsize=(6, 5), dpi=100)
+    FigureCanvasAgg(figure)
+    draw(figure)
+    figure.tight_layout()
+    buffer = BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _checked(y: np.ndarray, predictions: Predictions) -> dict[str, dict[str, float]]:
+    """Metrics per model; also the input check (lengths, ranges, both classes) before drawing anything."""
+    if not predictions:
+        raise ValueError("no models to plot: predictions is empty")
+    return {name: binary_metrics(y, p) for name, p in predictions.items()}
+
+
+def roc_plot(y: np.ndarray, predictions: Predictions) -> bytes:
+    metrics = _checked(y, predictions)
+
+    def draw(figure: Figure) -> None:
+        ax = figure.add_subplot()
+        for name, p in predictions.items():
+            fpr, tpr, _ = roc_curve(y, p)
+            ax.plot(fpr, tpr, label=f"{name} (AUC {metrics[name]['roc_auc']:.3f})")
+        ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+        ax.set(
+            xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1)
+        )
+        ax.legend(loc="lower right")
+
+    return png(draw)
+
+
+def precision_recall_plot(y: np.ndarray, predictions: Predictions) -> bytes:
+    metrics = _checked(y, predictions)
+    base_rate = float(np.mean(np.asarray(y, dtype=np.float64)))
+
+    def draw(figure: Figure) -> None:
+        ax = figure.add_subplot()
+        for name, p in predictions.items():
+            precision, recall, _ = precision_recall_curve(y, p)
+            ax.plot(
+                recall, precision, drawstyle="steps-post", label=f"{name} (AP {metrics[name]['pr_auc']:.3f})"
+            )
+        ax.axhline(base_rate, linestyle=":", color="grey", label=f"delay rate {base_rate:.3f}")
+        ax.set(xlabel="recall", ylabel="precision", title="Precision-recall", xlim=(0, 1), ylim=(0, 1))
+        ax.legend(loc="upper right")
+
+    return png(draw)
+
+
+def calibration_plot(y: np.ndarray, predictions: Predictions, bins: int = 10) -> bytes:
+    """Observed delay rate against mean prediction per quantile bin (see `calibration_table`)."""
+    _checked(y, predictions)
+    tables = {name: calibration_table(y, p, bins) for name, p in predictions.items()}
+
+    def draw(figure: Figure) -> None:
+        ax = figure.add_subplot()
+        for name, table in tables.items():
+            ax.plot(table["mean_predicted"], table["observed_rate"], marker="o", label=name)
+        ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
+        ax.set(
+            xlabel="mean predicted delay probability",
+            ylabel="observed delay rate",
+            title=f"Reliability ({bins} quantile bins)",
+            xlim=(0, 1),
+            ylim=(0, 1),
+        )
+        ax.legend(loc="upper left")
+
+    return png(draw)
+
+
+def write_plots(y: np.ndarray, predictions: Predictions, folder: Path) -> dict[str, Path]:
+    """All three plots into `folder` under fixed names (`PLOT_FILES`), so a rerun replaces them."""
+    images = {
+        "roc": roc_plot(y, predictions),
+        "precision_recall": precision_recall_plot(y, predictions),
+        "calibration": calibration_plot(y, predictions),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for kind, data in images.items():
+        path = folder / PLOT_FILES[kind]
+        path.write_bytes(data)
+        paths[kind] = path
+    return paths
+
+
+def png_markdown(png_bytes: bytes, alt: str = "plot") -> str:
+    """A markdown image with the PNG inlined as a data URI: Dagster metadata cannot link to local files."""
+    if not png_bytes.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise ValueError("not PNG bytes (the PNG signature is missing)")
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png_bytes).decode('ascii')})"

@@ -1,0 +1,1 @@
+"""Point-in-time flight features, computed from the bronze tables."""

@@ -1,0 +1,1 @@
+"""Landing files into rows: parse against the contracts, validate, quarantine, watch, replay."""

@@ -1,0 +1,111 @@
+"""Ingest landing files of a set of days: parse, validate, and quarantine what cannot be read.
+
+All days of a batch are parsed before anything is written; if any file is bad, every
+bad file is quarantined and one error names them all, so a table is never left with
+half a batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from ml.ingest.landing_zone import LandingFileMissingError, LandingZone
+from ml.ingest.parse import SOURCE_COLUMN, LandingFileError, parse_landing_csv, parse_landing_files
+from ml.ingest.validation import DAY_COLUMN, Validated
+from ml.lake.schemas import LandingContract
+
+Validator = Callable[[pl.DataFrame], Validated]
+
+
+class IngestionError(RuntimeError):
+    """One or more landing files of a batch could not be ingested; none of the batch was written."""
+
+
+@dataclass(frozen=True)
+class LandedDay:
+    """What one day's landing file delivered."""
+
+    day: dt.date
+    source: str
+    md5: str
+    landing_rows: int
+    rejected: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    days: list[LandedDay]
+    valid: pl.DataFrame
+    rejects: pl.DataFrame
+
+    @property
+    def landing_rows(self) -> int:
+        return sum(d.landing_rows for d in self.days)
+
+    def ledger(self) -> pl.DataFrame:
+        """One row per day: the file, its md5, rows delivered and rows rejected."""
+        return pl.DataFrame(
+            [(d.day, d.source, d.md5, d.landing_rows, d.rejected) for d in self.days],
+            schema={
+                "day": pl.Date(),
+                "source_file": pl.String(),
+                "md5": pl.String(),
+                "landing_rows": pl.Int64(),
+                "rejected": pl.Int64(),
+            },
+            orient="row",
+        )
+
+
+def ingest_days(
+    zone: LandingZone, contract: LandingContract, days: Sequence[dt.date], validate: Validator
+) -> Batch:
+    zone.ensure_exists()
+    problems: list[str] = []
+    files: dict[str, tuple[dt.date, bytes]] = {}
+    for day in sorted(days):
+        uri = zone.day_uri(contract.dataset, day)
+        try:
+            files[uri] = (day, zone.read(uri))
+        except LandingFileMissingError as exc:
+            problems.append(str(exc))
+    parsed = parse_landing_files([(uri, data) for uri, (_, data) in files.items()], contract)
+    for uri, error in parsed.errors.items():
+        moved = zone.quarantine(uri, error.cause)
+        problems.append(f"{error} (quarantined to {moved.destination})")
+    if problems:
+        raise IngestionError(
+            f"{len(problems)} of {len(days)} {contract.dataset} landing file(s) could not be "
+            "ingested; nothing was written:\n" + "\n".join(f"- {p}" for p in sorted(problems))
+        )
+    day_of = pl.DataFrame(
+        {SOURCE_COLUMN: list(files), DAY_COLUMN: [day for day, _ in files.values()]},
+        schema={SOURCE_COLUMN: pl.String(), DAY_COLUMN: pl.Date()},
+    )
+    validated = validate(parsed.frame.join(day_of, on=SOURCE_COLUMN, how="left"))
+    rejected = dict(validated.rejects.group_by("source_file").len().iter_rows())
+    landed = [
+        LandedDay(day, uri, hashlib.md5(data).hexdigest(), parsed.rows[uri], rejected.get(uri, 0))
+        for uri, (day, data) in files.items()
+    ]
+    return Batch(landed, validated.valid, validated.rejects)
+
+
+def read_reference(zone: LandingZone, contract: LandingContract) -> pl.DataFrame:
+    """A dimension file, parsed and de-duplicated on its first column; bad files are quarantined."""
+    uri = zone.reference_uri(contract.dataset)
+    data = zone.read(uri)
+    try:
+        typed = parse_landing_csv(data, contract, uri)
+    except LandingFileError as exc:
+        moved = zone.quarantine(uri, exc.cause)
+        raise IngestionError(f"{exc} (quarantined to {moved.destination})") from exc
+    key = contract.names[0]
+    return (
+        typed.drop("__line").filter(pl.col(key).is_not_null()).unique(key, keep="first", maintain_order=True)
+    )

@@ -1,0 +1,217 @@
+"""Parse landing CSVs against their contract, or say exactly why a file cannot be.
+
+File-level problems (unreadable bytes, wrong header, a value of the wrong type) are
+`LandingFileError`s naming the file: the caller quarantines the whole file. Row-level
+problems are the business of `ml.ingest.validation`.
+
+Each file's bytes, header and field counts are checked on their own, but the files of a
+batch are parsed and cast as one frame: per-file polars calls would cost more than the
+parsing itself on a year of daily files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from ml.lake.schemas import NULL_VALUES, LandingContract
+
+LINE_COLUMN = "__line"
+SOURCE_COLUMN = "__source"
+BOM = b"\xef\xbb\xbf"
+
+
+class LandingFileError(ValueError):
+    """A landing file that cannot be ingested; names the file and the cause."""
+
+    def __init__(self, source: str, cause: str) -> None:
+        super().__init__(f"landing file {source}: {cause}")
+        self.source = source
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class ParsedFiles:
+    """Typed rows of the files that parsed (with source and line), and why the others did not."""
+
+    frame: pl.DataFrame
+    errors: dict[str, LandingFileError] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    """Data rows delivered by each file that parsed."""
+
+
+@dataclass(frozen=True)
+class _Checked:
+    source: str
+    header: tuple[str, ...]
+    body: bytes
+    rows: int
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise LandingFileError(
+            source,
+            f"not valid UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line})",
+        ) from exc
+
+
+def _check_header(header: list[str], contract: LandingContract, source: str) -> None:
+    missing = [c for c in contract.required if c not in header]
+    if missing:
+        raise LandingFileError(source, f"missing required column(s): {', '.join(missing)}")
+    unexpected = [c for c in header if c not in contract.columns]
+    if unexpected:
+        raise LandingFileError(source, f"unexpected column(s): {', '.join(unexpected)}")
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise LandingFileError(source, f"duplicated column(s): {', '.join(duplicated)}")
+
+
+def _field_count_error(line_no: int, fields: int, expected: int) -> str:
+    return f"line {line_no} has {fields} fields, the header has {expected}"
+
+
+def _check_file(data: bytes, contract: LandingContract, source: str) -> _Checked:
+    """Encoding, completeness, header and field counts of one file; its data rows counted."""
+    data = data.removeprefix(BOM)
+    if not data:
+        raise LandingFileError(source, "file is empty (0 bytes)")
+    text = decode_utf8(data, source)
+    if not text.endswith("\n"):
+        last = text.count("\n") + 1
+        raise LandingFileError(
+            source, f"truncated: line {last} is incomplete (the file does not end with a newline)"
+        )
+    if b'"' not in data:
+        # No quoting: a record is a line and a field separator is a comma.
+        lines = data.split(b"\n")[:-1]
+        header = [h.strip() for h in lines[0].rstrip(b"\r").decode().split(",")]
+        _check_header(header, contract, source)
+        commas = len(header) - 1
+        for line_no, line in enumerate(lines[1:], start=2):
+            if line.count(b",") != commas:
+                fields = 0 if not line.rstrip(b"\r") else line.count(b",") + 1
+                raise LandingFileError(source, _field_count_error(line_no, fields, len(header)))
+        rows = len(lines) - 1
+    else:
+        records = csv.reader(io.StringIO(text))
+        header = [h.strip() for h in next(records, [])]
+        _check_header(header, contract, source)
+        rows = 0
+        for line_no, row in enumerate(records, start=2):
+            if len(row) != len(header):
+                raise LandingFileError(source, _field_count_error(line_no, len(row), len(header)))
+            rows += 1
+    body = data[data.index(b"\n") + 1 :]
+    return _Checked(source, tuple(header), body, rows)
+
+
+def _read_strings(header: tuple[str, ...], body: bytes) -> pl.DataFrame:
+    if not body:
+        return pl.DataFrame(schema=dict.fromkeys(header, pl.String()))
+    return pl.read_csv(
+        io.BytesIO(body),
+        has_header=False,
+        infer_schema=False,
+        null_values=NULL_VALUES,
+        new_columns=list(header),
+    )
+
+
+def _source_tags(members: list[_Checked]) -> pl.Series:
+    """The source of every row of `members`' joint parse, in order."""
+    counts = pl.DataFrame(
+        {SOURCE_COLUMN: [m.source for m in members], "rows": [m.rows for m in members]},
+        schema={SOURCE_COLUMN: pl.String(), "rows": pl.Int64()},
+    ).filter(pl.col("rows") > 0)
+    return counts.select(pl.col(SOURCE_COLUMN).repeat_by("rows").explode()).to_series()
+
+
+def _raw_frame(checked: list[_Checked]) -> pl.DataFrame:
+    """All files' rows as strings, one parse per distinct header, tagged with source and line."""
+    by_header: dict[tuple[str, ...], list[_Checked]] = {}
+    for item in checked:
+        by_header.setdefault(item.header, []).append(item)
+    frames = [pl.DataFrame(schema={SOURCE_COLUMN: pl.String()})]
+    for header, members in by_header.items():
+        raw = _read_strings(header, b"".join(m.body for m in members))
+        if raw.height != sum(m.rows for m in members):
+            # The joint parse disagrees with the record counts: parse file by file.
+            raw = pl.concat([_read_strings(header, m.body) for m in members])
+        frames.append(raw.with_columns(_source_tags(members)))
+    raw = pl.concat(frames, how="diagonal")
+    line = pl.int_range(pl.len()).over(SOURCE_COLUMN) + 2
+    return raw.with_columns(line.cast(pl.Int64).alias(LINE_COLUMN))
+
+
+def _cast(raw: pl.DataFrame, contract: LandingContract) -> ParsedFiles:
+    """Contract types for every column; a file with a value that does not cast is an error."""
+    typed = raw.select(
+        *[
+            pl.col(name).str.strip_chars().cast(dtype, strict=False).alias(name)
+            if name in raw.columns
+            else pl.lit(None, dtype).alias(name)
+            for name, dtype in contract.columns.items()
+        ],
+        LINE_COLUMN,
+        SOURCE_COLUMN,
+    )
+    checked = [n for n, t in contract.columns.items() if n in raw.columns and t != pl.String()]
+    flags = pl.DataFrame([(raw[n].is_not_null() & typed[n].is_null()).alias(n) for n in checked])
+    if flags.width == 0 or not flags.select(pl.any_horizontal(pl.all()).any()).item():
+        return ParsedFiles(typed)
+    errors: dict[str, LandingFileError] = {}
+    bad_rows = raw.select(SOURCE_COLUMN, LINE_COLUMN, *checked).hstack(flags.rename(lambda c: f"__bad_{c}"))
+    for name in checked:
+        bad = bad_rows.filter(pl.col(f"__bad_{name}"))
+        for source, rows in bad.group_by(SOURCE_COLUMN, maintain_order=True):
+            source = str(source[0])
+            if source in errors:
+                continue
+            first = rows.row(0, named=True)
+            errors[source] = LandingFileError(
+                source,
+                f"column '{name}' line {first[LINE_COLUMN]}: {first[name]!r} is not a valid "
+                f"{contract.columns[name]} ({rows.height} bad value(s) in the column)",
+            )
+    return ParsedFiles(typed.filter(~pl.col(SOURCE_COLUMN).is_in(list(errors))), errors)
+
+
+def parse_landing_files(files: Sequence[tuple[str, bytes]], contract: LandingContract) -> ParsedFiles:
+    """Typed rows of many landing files (source and line on each row), and per-file errors.
+
+    A header without rows is a valid delivery of a day with nothing in it (0 rows);
+    a file of 0 bytes is not.
+    """
+    checked: list[_Checked] = []
+    errors: dict[str, LandingFileError] = {}
+    for source, data in files:
+        try:
+            checked.append(_check_file(data, contract, source))
+        except LandingFileError as exc:
+            errors[source] = exc
+    parsed = _cast(_raw_frame(checked), contract)
+    rows = {c.source: c.rows for c in checked if c.source not in parsed.errors}
+    return ParsedFiles(parsed.frame, {**errors, **parsed.errors}, rows)
+
+
+def parse_landing_csv(data: bytes, contract: LandingContract, source: str) -> pl.DataFrame:
+    """Typed frame of one landing file in contract column order, plus its CSV line numbers."""
+    parsed = parse_landing_files([(source, data)], contract)
+    if source in parsed.errors:
+        raise parsed.errors[source]
+    return parsed.frame.drop(SOURCE_COLUMN)
+
+
+def count_data_rows(data: bytes) -> int:
+    """CSV records a landing file delivered after its header (a quoted value may span lines)."""
+    records = sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8", errors="replace"))))
+    return max(records - 1, 0)

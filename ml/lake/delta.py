@@ -1,0 +1,295 @@
+"""Delta tables on a local folder or any URI deltalake accepts.
+
+Daily tables are not physically partitioned: a day is replaced by an overwrite whose
+predicate names exactly the days being written, after checking every row belongs to
+one of them (a predicate that could touch other days is refused before any write).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.fs as pafs
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from ml.lake.storage import filesystem, join_uri
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TABLE_CONFIGURATION = {
+    "delta.checkpointInterval": "10",
+    "delta.logRetentionDuration": "interval 30 days",
+}
+COMMIT_ATTEMPTS = 8
+
+
+class LineageError(RuntimeError):
+    """Maintenance would make data that a registered model was trained from unrecoverable."""
+
+
+class PartitionWriteRefusedError(ValueError):
+    """A write whose predicate would not match the rows it carries; nothing was written."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    uri: str
+    version: int
+    rows: int
+
+
+def day_predicate(column: str, days: Sequence[dt.date]) -> str:
+    """A SQL predicate selecting exactly `days`; a contiguous run becomes a range."""
+    if not IDENTIFIER.match(column):
+        raise PartitionWriteRefusedError(f"day column {column!r} is not a plain identifier")
+    if not days:
+        raise PartitionWriteRefusedError("no days to replace")
+    if not all(type(d) is dt.date for d in days):
+        raise PartitionWriteRefusedError("days must be datetime.date values")
+    ordered = sorted(set(days))
+    if (ordered[-1] - ordered[0]).days == len(ordered) - 1:
+        return f"{column} >= '{ordered[0].isoformat()}' AND {column} <= '{ordered[-1].isoformat()}'"
+    listed = ", ".join(f"'{d.isoformat()}'" for d in ordered)
+    return f"{column} IN ({listed})"
+
+
+def check_rows_within(frame: pl.DataFrame, column: str, days: Sequence[dt.date]) -> None:
+    if column not in frame.columns:
+        raise PartitionWriteRefusedError(f"frame has no day column {column!r}")
+    if frame.schema[column] != pl.Date:
+        raise PartitionWriteRefusedError(f"day column {column!r} is {frame.schema[column]}, not Date")
+    values = frame[column]
+    if values.null_count():
+        raise PartitionWriteRefusedError(f"{values.null_count()} row(s) have no {column}")
+    outside = frame.filter(~values.is_in(pl.Series(sorted(set(days)), dtype=pl.Date)))
+    if outside.height:
+        example = outside[column][0]
+        raise PartitionWriteRefusedError(
+            f"{outside.height} row(s) fall outside the days being replaced (e.g. {column}={example}); "
+            "refusing a write that could touch other days"
+        )
+
+
+@dataclass(frozen=True)
+class DeltaStore:
+    root: str
+    storage_options: Mapping[str, str] | None = None
+
+    @property
+    def _options(self) -> dict[str, str] | None:
+        return dict(self.storage_options) if self.storage_options else None
+
+    def uri(self, table: str) -> str:
+        return join_uri(self.root, table)
+
+    def exists(self, table: str) -> bool:
+        return DeltaTable.is_deltatable(self.uri(table), storage_options=self._options)
+
+    def table(self, table: str, version: int | None = None) -> DeltaTable:
+        try:
+            return DeltaTable(self.uri(table), version=version, storage_options=self._options)
+        except TableNotFoundError as exc:
+            raise TableNotFoundError(f"Delta table {table} does not exist at {self.uri(table)}") from exc
+
+    def version(self, table: str) -> int | None:
+        return self.table(table).version() if self.exists(table) else None
+
+    def scan(self, table: str, version: int | None = None) -> pl.LazyFrame:
+        if not self.exists(table):
+            raise TableNotFoundError(f"Delta table {table} does not exist at {self.uri(table)}")
+        return pl.scan_delta(self.uri(table), version=version, storage_options=self._options)
+
+    def read_days(
+        self, table: str, column: str, first: dt.date, last: dt.date, version: int | None = None
+    ) -> pl.DataFrame:
+        return self.scan(table, version).filter(pl.col(column).is_between(first, last)).collect()
+
+    def read(self, table: str, version: int | None = None) -> pl.DataFrame:
+        return self.scan(table, version).collect()
+
+    def replace_days(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        column: str,
+        days: Sequence[dt.date],
+        commit_metadata: Mapping[str, str],
+    ) -> WriteResult:
+        """Replace exactly `days` of a table with `frame` in one commit."""
+        predicate = day_predicate(column, days)
+        check_rows_within(frame, column, days)
+        return self._commit(table, frame, predicate, commit_metadata)
+
+    def overwrite(self, table: str, frame: pl.DataFrame, commit_metadata: Mapping[str, str]) -> WriteResult:
+        return self._commit(table, frame, None, commit_metadata)
+
+    def _commit(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        predicate: str | None,
+        commit_metadata: Mapping[str, str],
+    ) -> WriteResult:
+        uri = self.uri(table)
+        data = frame.to_arrow()
+        before = self.ensure_table(table, data.schema)
+        metadata = {**commit_metadata, "write_id": uuid.uuid4().hex}
+        properties = CommitProperties(custom_metadata=metadata, max_commit_retries=50)
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                write_deltalake(
+                    uri,
+                    data,
+                    mode="overwrite",
+                    predicate=predicate,
+                    storage_options=self._options,
+                    commit_properties=properties,
+                )
+                break
+            except (CommitFailedError, DeltaError) as exc:
+                if attempt == COMMIT_ATTEMPTS - 1 or not _is_conflict(exc):
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        return WriteResult(
+            table=table,
+            uri=uri,
+            version=self._version_of(table, metadata["write_id"], before),
+            rows=frame.height,
+        )
+
+    def ensure_table(self, table: str, schema: pa.Schema) -> int:
+        """Create an empty table if there is none, so every write is a predicate overwrite.
+
+        (An append that creates the table could land on a table a concurrent writer just
+        created and duplicate a day.) Returns the version before our write. A writer that
+        loses the race to create does not retry its create at the next version (on S3 that
+        left a second CREATE TABLE commit): it fails, and finds the winner's table.
+        """
+        if not self.exists(table):
+            try:
+                DeltaTable.create(
+                    self.uri(table),
+                    schema,
+                    mode="ignore",
+                    configuration=TABLE_CONFIGURATION,
+                    storage_options=self._options,
+                    commit_properties=CommitProperties(max_commit_retries=0),
+                )
+            except (CommitFailedError, DeltaError) as exc:
+                if not self.exists(table):
+                    raise DeltaError(f"could not create Delta table {table}: {exc}") from exc
+        return int(self.table(table).version())
+
+    def _version_of(self, table: str, write_id: str, before: int) -> int:
+        """The version of our own commit, found in the log files written after `before`.
+
+        Concurrent writers may commit before or after ours, and `history()` read right
+        after a concurrent commit can misnumber versions, so the log is read directly.
+        """
+        fs, log = filesystem(f"{self.uri(table)}/_delta_log", self._options)
+        version = before + 1
+        while True:
+            path = f"{log}/{version:020d}.json"
+            if fs.get_file_info(path).type != pafs.FileType.File:
+                raise DeltaError(f"commit {write_id} of {table} is not in its log after version {before}")
+            with fs.open_input_stream(path) as stream:
+                if write_id in stream.read().decode():
+                    return version
+            version += 1
+
+    def files_at(self, table: str, version: int) -> set[str]:
+        """Names of the data files a version reads."""
+        return {uri.rsplit("/", 1)[-1] for uri in self.table(table, version).file_uris()}
+
+    def unrecoverable_versions(self, table: str, versions: Sequence[int]) -> dict[int, str]:
+        """Versions that can no longer be read whole: their log entry or a data file is gone."""
+        broken: dict[int, str] = {}
+        for version in sorted(set(versions)):
+            try:
+                uris = self.table(table, version).file_uris()
+            except Exception as exc:  # deltalake raises several types for a missing log entry
+                broken[version] = f"log entry unreadable: {exc}"
+                continue
+            fs, _ = filesystem(self.uri(table), self._options)
+            missing = [
+                u
+                for u in uris
+                if fs.get_file_info(filesystem(u, self._options)[1]).type != pafs.FileType.File
+            ]
+            if missing:
+                broken[version] = f"{len(missing)} data file(s) missing, e.g. {missing[0].rsplit('/', 1)[-1]}"
+        return broken
+
+    def endangered_versions(
+        self, table: str, retention_hours: int, keep_versions: Sequence[int]
+    ) -> dict[int, list[str]]:
+        """Versions in `keep_versions` that a vacuum with this retention would break, with the files."""
+        planned = {
+            path.rsplit("/", 1)[-1]
+            for path in self.table(table).vacuum(
+                retention_hours=retention_hours,
+                dry_run=True,
+                enforce_retention_duration=False,
+                keep_versions=sorted(set(keep_versions)) or None,
+            )
+        }
+        broken = {v: sorted(self.files_at(table, v) & planned) for v in sorted(set(keep_versions))}
+        return {v: files for v, files in broken.items() if files}
+
+    def maintain(
+        self, table: str, retention_hours: int, keep_versions: Sequence[int] = ()
+    ) -> dict[str, object]:
+        """Compact small files, vacuum what is older than the retention, checkpoint the log.
+
+        Files and log entries of `keep_versions` are kept (registered models read them);
+        if the vacuum would still delete one, nothing is deleted and LineageError is raised.
+        """
+        gone = self.unrecoverable_versions(table, keep_versions)
+        if gone:
+            raise LineageError(
+                f"{table}: registered version(s) already unrecoverable, maintenance stopped: {gone}"
+            )
+        delta = self.table(table)
+        compaction = delta.optimize.compact(
+            commit_properties=CommitProperties(custom_metadata={"platform_operation": "maintenance"})
+        )
+        broken = self.endangered_versions(table, retention_hours, keep_versions)
+        if broken:
+            raise LineageError(
+                f"vacuum of {table} would delete files of version(s) {sorted(broken)} that registered models "
+                f"need ({sum(map(len, broken.values()))} file(s)); nothing was deleted"
+            )
+        delta = self.table(table)
+        removed = delta.vacuum(
+            retention_hours=retention_hours,
+            dry_run=False,
+            enforce_retention_duration=False,
+            keep_versions=sorted(set(keep_versions)) or None,
+        )
+        delta.create_checkpoint()
+        if not keep_versions:
+            delta.cleanup_metadata()
+        return {
+            "files_added": int(compaction.get("numFilesAdded", 0)),
+            "files_removed": int(compaction.get("numFilesRemoved", 0)),
+            "files_vacuumed": len(removed),
+            "kept_versions": sorted(set(keep_versions)),
+            "log_cleaned": not keep_versions,
+            "version": int(self.table(table).version()),
+        }
+
+    def history(self, table: str, limit: int | None = None) -> list[dict]:
+        return self.table(table).history(limit)
+
+
+def _is_conflict(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in ("conflict", "concurrent", "already exists", "version"))

@@ -1,0 +1,73 @@
+"""The monitoring tables: their names, the prediction log's schema, and appends to logs.
+
+The model server imports this module, so it stays light (no scikit-learn, no
+matplotlib): the server image does not carry the evaluation stack.
+
+`DeltaStore` writes days by predicate overwrite, which is right for tables a run
+rebuilds; a log written by many writers at once (server replicas, monitoring runs)
+needs blind appends instead, which Delta commits without conflicts between them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import polars as pl
+from deltalake import CommitProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError
+
+from ml.lake.delta import COMMIT_ATTEMPTS, TABLE_CONFIGURATION, DeltaStore
+from ml.lake.schemas import TIMESTAMP_UTC
+
+PREDICTIONS_TABLE = "monitoring/predictions"
+DRIFT_TABLE = "monitoring/drift"
+LIVE_PERFORMANCE_TABLE = "monitoring/live_performance"
+
+PREDICTION_LOG_SCHEMA: dict[str, pl.DataType] = {
+    "request_id": pl.String(),
+    "requested_at": TIMESTAMP_UTC,
+    "position": pl.Int32(),
+    "model_version": pl.Int64(),
+    "snapshot_id": pl.String(),
+    "carrier": pl.String(),
+    "flight": pl.Int32(),
+    "origin": pl.String(),
+    "dest": pl.String(),
+    "sched_dep_utc": TIMESTAMP_UTC,
+    "tailnum": pl.String(),
+    "distance": pl.Int32(),
+    "flight_date": pl.Date(),
+    "delay_probability": pl.Float64(),
+}
+"""One row per flight answered. `requested_at` is when the answer was logged (right after
+scoring); `position` is the flight's index in its request; `flight_date` is the local New
+York day of the departure; `flight` is null unless the client sent a flight number."""
+
+
+def append(store: DeltaStore, table: str, frame: pl.DataFrame, commit_metadata: Mapping[str, str]) -> int:
+    """Append `frame` in one commit (creating the table if there is none); returns the version read after it.
+
+    Two writers creating the same table at once collide on version 0; the loser retries
+    as an append. Any other error is raised as it is.
+    """
+    options = dict(store.storage_options) if store.storage_options else None
+    properties = CommitProperties(custom_metadata=dict(commit_metadata), max_commit_retries=50)
+    data = frame.to_arrow()
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            write_deltalake(
+                store.uri(table),
+                data,
+                mode="append",
+                configuration=TABLE_CONFIGURATION,
+                storage_options=options,
+                commit_properties=properties,
+            )
+            break
+        except (CommitFailedError, DeltaError) as exc:
+            text = str(exc).lower()
+            if attempt == COMMIT_ATTEMPTS - 1 or not any(w in text for w in ("already exists", "version")):
+                raise
+            time.sleep(0.05 * 2**attempt)
+    return int(store.table(table).version())

@@ -1,0 +1,1 @@
+"""Training sets, the network, its training entrypoint, preprocessing and the retraining policy."""

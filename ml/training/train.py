@@ -1,0 +1,385 @@
+"""Train the delay network on a training-set snapshot and write the model files.
+
+    python -m ml.training.train --training-set data/training_set --out data/model --params params.yaml
+
+The same command runs standalone (`dvc repro train`, a shell) and under Dagster: when
+Dagster launches it through Pipes it logs and reports through `dagster_pipes`, the
+only Dagster package it imports, so the training image needs no orchestrator.
+
+A lost machine costs at most one epoch: every epoch ends with an atomic checkpoint,
+and a rerun with the same training set and parameters resumes from it. Each epoch's
+randomness depends only on (seed, epoch), so a resumed run ends with exactly the
+weights of an uninterrupted one (on the same device and thread count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
+from torch.nn import functional
+
+from ml.evaluation.metrics import binary_metrics, label_values
+from ml.registry.provenance import params_hash
+from ml.training.model import ModelConfig, ProbabilityModel, TabularNet
+from ml.training.params import load_params
+from ml.training.preprocess import Preprocessor
+from ml.training.progress import (
+    ConsoleReporter,
+    PipesReporter,
+    Reporter,
+    device_name,
+    materialization_metadata,
+)
+from ml.training.trainer import (
+    CHECKPOINT,
+    Progress,
+    Trainer,
+    TrainingError,
+    TrainParams,
+    build_trainer,
+    cpu_state,
+    save_checkpoint,
+    start_or_resume,
+)
+from ml.training.training_set import SPLITS, TrainingSetError, folder_md5, read_manifest, read_split
+
+EXIT_ERROR = 2
+EVAL_BATCH = 65536
+ONNX_OPSET = 17
+
+
+# --- data -------------------------------------------------------------------------------
+
+
+@dataclass
+class Split:
+    """One split as tensors on the training device: batches are slices of these, not a DataLoader."""
+
+    name: str
+    categorical: torch.Tensor
+    numeric: torch.Tensor
+    label: torch.Tensor
+
+    @property
+    def rows(self) -> int:
+        return int(self.label.shape[0])
+
+
+def read_training_set(folder: Path) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
+    """The manifest and the three splits, or a TrainingError saying which is missing or empty."""
+    if not folder.is_dir():
+        raise TrainingError(f"training set folder {folder} does not exist")
+    if not any(folder.iterdir()):
+        raise TrainingError(
+            f"training set folder {folder} is empty (materialize training/training_set first)"
+        )
+    try:
+        manifest = read_manifest(folder)
+        frames = {name: read_split(folder, name) for name in SPLITS}
+    except TrainingSetError as exc:
+        raise TrainingError(str(exc)) from exc
+    for name, frame in frames.items():
+        if frame.is_empty():
+            raise TrainingError(f"the {name} split of {folder} has no rows")
+    if frames["train"].height < 2:
+        raise TrainingError(f"the train split of {folder} has 1 row; batch normalization needs at least 2")
+    return manifest, frames
+
+
+def to_split(
+    name: str, frame: pl.DataFrame, preprocessor: Preprocessor, label: str, device: torch.device
+) -> Split:
+    codes, numbers = preprocessor.transform(frame)
+    y = label_values(frame, label).astype(np.float32)
+    return Split(
+        name,
+        torch.from_numpy(codes).to(device),
+        torch.from_numpy(numbers).to(device),
+        torch.from_numpy(y).to(device),
+    )
+
+
+# --- one epoch and evaluation -----------------------------------------------------------
+
+
+def steps_per_epoch(rows: int, batch_size: int) -> int:
+    return math.ceil(rows / batch_size)
+
+
+def epoch_order(rows: int, seed: int, epoch: int) -> torch.Tensor:
+    """The row order of an epoch, from its own generator: the same for an epoch whether resumed or not."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(rows, generator=generator)
+
+
+def train_epoch(trainer: Trainer, train: Split, batch_size: int, order: torch.Tensor) -> float:
+    """One pass over `train` in the given order; returns the mean training loss.
+
+    Batches are near-equal slices (`tensor_split`), so no batch is a lone row that
+    batch normalization cannot train on. The loss is summed on the device and read
+    once, so a GPU never waits on the host inside the loop.
+    """
+    model, optimizer, scaler = trainer.model, trainer.optimizer, trainer.scaler
+    model.train()
+    total = torch.zeros((), device=trainer.device)
+    for index in order.to(trainer.device).tensor_split(steps_per_epoch(train.rows, batch_size)):
+        with torch.autocast(trainer.device.type, enabled=trainer.amp):
+            logits = model(train.categorical[index], train.numeric[index])
+        loss = functional.binary_cross_entropy_with_logits(logits.float(), train.label[index])
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        trainer.scheduler.step()
+        total += loss.detach() * index.numel()
+    return float(total) / train.rows
+
+
+@torch.no_grad()
+def predict(model: TabularNet, split: Split, amp: bool) -> np.ndarray:
+    """Delay probabilities (float64) of a split, in large evaluation batches."""
+    model.eval()
+    parts = []
+    for start in range(0, split.rows, EVAL_BATCH):
+        end = start + EVAL_BATCH
+        with torch.autocast(split.label.device.type, enabled=amp):
+            logits = model(split.categorical[start:end], split.numeric[start:end])
+        parts.append(torch.sigmoid(logits.float()).cpu().numpy())
+    return np.concatenate(parts).astype(np.float64)
+
+
+def evaluate(model: TabularNet, split: Split, amp: bool) -> dict[str, float]:
+    try:
+        return binary_metrics(split.label.cpu().numpy(), predict(model, split, amp))
+    except ValueError as exc:
+        raise TrainingError(f"cannot evaluate the {split.name} split: {exc}") from exc
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for, but CUDA is not available")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def fit(
+    trainer: Trainer,
+    params: TrainParams,
+    splits: dict[str, Split],
+    progress: Progress,
+    save: Callable[[Progress], None],
+    report: Callable[[str], None],
+) -> Progress:
+    """Epochs until max_epochs or `patience` epochs without a better validation loss."""
+    train, validation = splits["train"], splits["validation"]
+    while not progress.done(params):
+        epoch = progress.epoch + 1
+        torch.manual_seed(params.seed + epoch)
+        started = time.perf_counter()
+        train_loss = train_epoch(
+            trainer, train, params.batch_size, epoch_order(train.rows, params.seed, epoch)
+        )
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize(trainer.device)
+        train_seconds = time.perf_counter() - started
+        scores = evaluate(trainer.model, validation, trainer.amp)
+        progress.epoch = epoch
+        if scores["log_loss"] < progress.best_loss:
+            progress.best_loss, progress.best_epoch, progress.bad_epochs = scores["log_loss"], epoch, 0
+            progress.best_state = cpu_state(trainer.model)
+        else:
+            progress.bad_epochs += 1
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "validation_loss": scores["log_loss"],
+            "validation_auc": scores["roc_auc"],
+            "seconds": time.perf_counter() - started,
+            "samples_per_second": train.rows / train_seconds,
+        }
+        progress.history.append(record)
+        save(progress)
+        report(
+            f"epoch {epoch}/{params.max_epochs} train_loss {train_loss:.4f} "
+            f"validation_loss {scores['log_loss']:.4f} validation_auc {scores['roc_auc']:.4f} "
+            f"{record['seconds']:.1f}s {record['samples_per_second']:,.0f} samples/s"
+            + (" *" if progress.best_epoch == epoch else "")
+        )
+    if progress.bad_epochs >= params.patience:
+        report(
+            f"early stop after epoch {progress.epoch}: no better validation loss for {params.patience} epochs"
+        )
+    return progress
+
+
+def write_outputs(
+    out: Path,
+    model: TabularNet,
+    preprocessor: Preprocessor,
+    metrics: dict[str, Any],
+    history: list[dict[str, float]],
+) -> None:
+    """Every file goes through a temporary name, so a reader never sees a half-written model."""
+    model = model.cpu().eval()
+    _replace(out / "model.pt", lambda p: torch.save(model.state_dict(), p))
+    _replace(out / "model.json", lambda p: p.write_text(json.dumps(model.config.to_dict(), indent=2) + "\n"))
+    _replace(out / "preprocess.json", lambda p: p.write_text(preprocessor.to_json()))
+    _replace(out / "model.onnx", lambda p: export_onnx(model, p))
+    _replace(
+        out / "metrics.json", lambda p: p.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    )
+    _replace(out / "history.json", lambda p: p.write_text(json.dumps(history, indent=2) + "\n"))
+
+
+def export_onnx(model: TabularNet, path: Path) -> None:
+    """Probabilities, not logits, with a free batch axis: what the model server feeds rows to."""
+    config = model.config
+    example = (
+        torch.zeros((2, len(config.cardinalities)), dtype=torch.int64),
+        torch.zeros((2, config.numeric_width), dtype=torch.float32),
+    )
+    with warnings.catch_warnings():
+        # dynamo=False is deliberate (the TorchScript exporter is the one checked here); skip its notice.
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+        torch.onnx.export(
+            ProbabilityModel(model).eval(),
+            example,
+            str(path),
+            input_names=["categorical", "numeric"],
+            output_names=["probability"],
+            dynamic_axes={"categorical": {0: "batch"}, "numeric": {0: "batch"}, "probability": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+
+
+def _replace(path: Path, write: Callable[[Path], object]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    write(temporary)
+    temporary.replace(path)
+
+
+def run(
+    training_set: Path, out: Path, params_file: Path, device_choice: str, reporter: Reporter
+) -> dict[str, Any]:
+    """Train (or resume), write the outputs, report; returns the metrics."""
+    try:
+        section = load_params(params_file).get("train")
+    except (FileNotFoundError, ValueError) as exc:
+        raise TrainingError(str(exc)) from exc
+    if not isinstance(section, dict):
+        raise TrainingError(f"params file {params_file} has no train: section")
+    params = TrainParams.from_section(section)
+    manifest, frames = read_training_set(training_set)
+    device = pick_device(device_choice)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.use_deterministic_algorithms(device.type == "cpu")
+
+    preprocessor = Preprocessor.fit(frames["train"], manifest["categorical"], manifest["numeric"])
+    splits = {
+        name: to_split(name, frame, preprocessor, manifest["label"], device) for name, frame in frames.items()
+    }
+    config = ModelConfig(
+        cardinalities=tuple(preprocessor.cardinalities),
+        numeric_width=preprocessor.numeric_width,
+        embedding_dim=params.embedding_dim,
+        hidden_sizes=params.hidden_sizes,
+        dropout=params.dropout,
+    )
+    trainer = build_trainer(config, params, steps_per_epoch(splits["train"].rows, params.batch_size), device)
+    fingerprint = {"training_set_md5": folder_md5(training_set), "params_hash": params_hash(section)}
+    checkpoint = out / CHECKPOINT
+    reporter.info(
+        f"training on {device_name(device)}: {splits['train'].rows} train rows, "
+        f"{splits['validation'].rows} validation rows, up to {params.max_epochs} epochs"
+    )
+    progress = start_or_resume(checkpoint, fingerprint, trainer, reporter.info)
+    progress = fit(
+        trainer,
+        params,
+        splits,
+        progress,
+        lambda p: save_checkpoint(checkpoint, fingerprint, trainer, p),
+        reporter.info,
+    )
+
+    trainer.model.load_state_dict(progress.best_state)
+    metrics = {
+        "validation": evaluate(trainer.model, splits["validation"], trainer.amp),
+        "test": evaluate(trainer.model, splits["test"], trainer.amp),
+        "best_epoch": progress.best_epoch,
+        "epochs_run": progress.epoch,
+    }
+    write_outputs(out, trainer.model, preprocessor, metrics, progress.history)
+    reporter.materialized(materialization_metadata(out, device, metrics, progress.history, fingerprint))
+    return metrics
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ml.training.train",
+        description=(
+            "Train the flight-delay network on a training-set snapshot. Writes model.pt (state dict), "
+            "model.json (architecture), preprocess.json, model.onnx, metrics.json and history.json to OUT, "
+            "and checkpoints every epoch to OUT/checkpoints/last.pt; rerunning with the same training set "
+            "and train params resumes from that checkpoint. Under Dagster Pipes it logs and reports "
+            "through Pipes; otherwise it prints progress."
+        ),
+    )
+    parser.add_argument(
+        "--training-set",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="snapshot folder with train/validation/test parquet files and manifest.json",
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the model files")
+    parser.add_argument(
+        "--params",
+        default=Path("params.yaml"),
+        type=Path,
+        metavar="FILE",
+        help="YAML file with a train: section (default: params.yaml)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="auto: CUDA with mixed precision when available, else CPU float32",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if PipesEnvVarParamsLoader().is_dagster_pipes_process():
+            with open_dagster_pipes() as context:
+                run(args.training_set, args.out, args.params, args.device, PipesReporter(context))
+        else:
+            run(args.training_set, args.out, args.params, args.device, ConsoleReporter())
+    except TrainingError as exc:
+        print(f"ml.training.train: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
