@@ -15,13 +15,13 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from assets.partitions import range_tags
 from ml.evaluation.leaderboard import leaderboard, leaderboard_text
 from ml.ingest.replay import replay
 from ml.lake.delta import DeltaStore
 from ml.registry.model_registry import ModelRegistry
 from ml.text_tables import text_table
 from orchestration.definitions import build_definitions
-from orchestration.partitions import range_tags
 from orchestration.profiles import build_resources
 
 FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 12, 31)

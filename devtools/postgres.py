@@ -16,7 +16,6 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any
 import psycopg2
 import yaml
 
-from devtools.services import free_port
+from devtools.services import START_TIMEOUT, free_port, wait_until
 
 PROJECT = Path(__file__).resolve().parents[1]
 K8S_INSTANCE = PROJECT / "orchestration" / "instance" / "k8s.yaml"
@@ -65,7 +64,7 @@ class PostgresServer:
             user=self.user,
             password=self.password,
             dbname=database or self.database,
-            connect_timeout=5,
+            connect_timeout=30,
         )
 
 
@@ -126,19 +125,18 @@ def _run(command: list[str], owner: pwd.struct_passwd | None, cwd: Path) -> None
 
 
 def _wait_for_connections(server: PostgresServer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            server.connect("postgres").close()
-            return
-        except psycopg2.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    wait_until(
+        lambda: server.connect("postgres").close(),
+        lambda _: True,
+        what=f"PostgreSQL on {server.host}:{server.port} to accept connections",
+        timeout=timeout,
+        interval=0.2,
+        retry_on=(psycopg2.OperationalError,),
+    )
 
 
 @contextmanager
-def local_postgres(database: str = "dagster", timeout: float = 60) -> Iterator[PostgresServer]:
+def local_postgres(database: str = "dagster", timeout: float = START_TIMEOUT) -> Iterator[PostgresServer]:
     """Start a PostgreSQL server with an empty `database`; stop it and delete its files on exit."""
     bindir = postgres_bindir()
     owner = _server_user()

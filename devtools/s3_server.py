@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from devtools.services import free_port, terminate
+from devtools.services import START_TIMEOUT, free_port, terminate, wait_until
 
 REGION = "us-east-1"
 FAKE_ACCESS_KEY_ID = "platform-test-key"
@@ -69,20 +68,25 @@ class LocalS3:
 
 
 def _wait_until_up(endpoint: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def status() -> int:
         if process.poll() is not None:
             raise RuntimeError(f"moto server exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            if requests.get(f"{endpoint}/moto-api/", timeout=1).status_code < 500:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise TimeoutError(f"moto server at {endpoint} did not answer within {timeout:.0f} s")
+        return requests.get(f"{endpoint}/moto-api/", timeout=10).status_code
+
+    wait_until(
+        status,
+        lambda code: code < 500,
+        what=f"the moto server at {endpoint} to answer (log: {log})",
+        timeout=timeout,
+        interval=0.2,
+        # Refused while it starts; slow to answer on a busy machine.
+        retry_on=(requests.RequestException,),
+        show=lambda code: f"HTTP {code}",
+    )
 
 
 @contextmanager
-def local_s3(log: Path, timeout: float = 30.0) -> Iterator[LocalS3]:
+def local_s3(log: Path, timeout: float = START_TIMEOUT) -> Iterator[LocalS3]:
     """Start a moto server on a free port of 127.0.0.1, wait until it answers, stop it on exit."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"

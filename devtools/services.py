@@ -14,11 +14,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 import requests
@@ -29,10 +29,72 @@ LOCATION = "flightdelay"
 BIN = Path(sys.executable).parent
 INSTANCE_TEMPLATE = PROJECT / "orchestration" / "instance" / "local.yaml"
 QUICK = {
-    # Shorter waits than a deployment wants, so that simulations and tests move along.
+    # Shorter intervals than a deployment wants, so that simulations and tests move along.
     "run_coordinator": {"config": {"dequeue_interval_seconds": 1}},
-    "run_monitoring": {"start_timeout_seconds": 30, "poll_interval_seconds": 5},
+    # A run counts as started once its worker process has loaded the code location: seconds
+    # on an idle machine, far more on a busy 2-core CI machine, where a 30 s start timeout
+    # failed runs that were merely slow. The local profile's 120 s, then: a launch really cut
+    # short (its daemon killed mid-launch) is failed after that and retried.
+    "run_monitoring": {"start_timeout_seconds": 120, "poll_interval_seconds": 5},
+    # Dagster's default (180 s) for a code server to load the definitions, with room for load.
+    "code_servers": {"local_startup_timeout": 300},
 }
+
+# Deadlines of the harness's waits, sized for a busy 2-core CI machine (`pytest -n auto`
+# next to another job). A wait ends as soon as its condition holds, so a generous deadline
+# costs nothing on a good day; pytest-timeout (600 s a test) bounds the whole test.
+START_TIMEOUT = 300.0  # the webserver serving the loaded code location; the daemon heartbeating
+RUN_TIMEOUT = 480.0  # a run or a backfill reaching a final status
+POLL_INTERVAL = 0.5
+FINAL_RUN_STATUSES = ("SUCCESS", "FAILURE", "CANCELED")
+FINAL_BACKFILL_STATUSES = ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED")
+
+T = TypeVar("T")
+
+
+class WaitTimeoutError(TimeoutError):
+    """A condition did not hold by its deadline; the message says what and what was seen last."""
+
+
+def wait_until(
+    observe: Callable[[], T],
+    done: Callable[[T], object] = bool,
+    *,
+    what: str,
+    timeout: float,
+    interval: float = POLL_INTERVAL,
+    retry_on: tuple[type[BaseException], ...] = (),
+    show: Callable[[T], str] = repr,
+) -> T:
+    """Call `observe()` every `interval` seconds until `done(state)` holds, and return that state.
+
+    The one way the harness and the end-to-end tests wait: on a condition, never for a fixed
+    time. An exception of a `retry_on` type from `observe` counts as "not yet" (a busy server
+    answering late once); any other propagates at once (a service that exited). Past
+    `timeout` seconds, WaitTimeoutError names `what` was awaited and the state (or the error)
+    observed last, through `show`.
+    """
+    deadline = time.monotonic() + timeout
+    last = "nothing"
+    while True:
+        try:
+            state = observe()
+        except retry_on as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        else:
+            if done(state):
+                return state
+            last = show(state)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            if len(last) > 4000:
+                last = last[:4000] + f"... ({len(last) - 4000} more characters)"
+            raise WaitTimeoutError(f"waited {timeout:g}s for {what}; last observed: {last}")
+        time.sleep(min(interval, remaining))
+
+
+class GraphQLError(RuntimeError):
+    """The webserver answered a GraphQL request with errors."""
 
 
 SQLITE_SECTIONS = ("run_storage", "event_log_storage", "schedule_storage")
@@ -129,22 +191,50 @@ class DagsterServices:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
-    def wait_until_up(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_until_up(self, timeout: float = START_TIMEOUT) -> None:
+        """Until the webserver answers and its code location has loaded (a load error raises at once)."""
+        log = self.logs / "webserver.log"
+
+        def locations() -> list[dict[str, Any]]:
             process = self.processes["webserver"]
             if process.poll() is not None:
-                raise RuntimeError(f"dagster-webserver exited: see {self.logs / 'webserver.log'}")
-            try:
-                if requests.get(f"{self.url}/server_info", timeout=2).ok:
-                    status = self.graphql(LOCATION_STATUS)
-                    entries = status["workspaceOrError"]["locationEntries"]
-                    if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-                        return
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"dagster-webserver not up after {timeout}s: see {self.logs / 'webserver.log'}")
+                raise RuntimeError(f"dagster-webserver exited with {process.returncode}: see {log}")
+            requests.get(f"{self.url}/server_info", timeout=10).raise_for_status()
+            entries = self.graphql(LOCATION_STATUS)["workspaceOrError"]["locationEntries"]
+            for entry in entries:
+                error = entry.get("locationOrLoadError") or {}
+                if entry["loadStatus"] == "LOADED" and error.get("__typename") == "PythonError":
+                    raise RuntimeError(f"code location {entry['name']} failed to load: {error['message']}")
+            return entries
+
+        self.poll(
+            locations,
+            lambda entries: entries and all(e["loadStatus"] == "LOADED" for e in entries),
+            what=f"dagster-webserver on {self.url} with its code location loaded",
+            timeout=timeout,
+        )
+
+    def wait_for_daemon(self, since: float, timeout: float = START_TIMEOUT) -> None:
+        """Until every daemon the instance requires has sent a heartbeat after `since` (a time.time())."""
+
+        def behind() -> list[str]:
+            process = self.processes["daemon"]
+            if process.poll() is not None:
+                raise RuntimeError(f"dagster-daemon exited with {process.returncode}: see {self.logs}")
+            statuses = self.graphql(DAEMON_HEALTH)["instance"]["daemonHealth"]["allDaemonStatuses"]
+            return [
+                f"{s['daemonType']} (last heartbeat {s['lastHeartbeatTime']})"
+                for s in statuses
+                if s["required"] and (s["lastHeartbeatTime"] or 0) < since
+            ]
+
+        self.poll(
+            behind,
+            lambda waiting: not waiting,
+            what=f"a heartbeat of every required daemon after {since:.0f}",
+            timeout=timeout,
+            show=lambda waiting: "no heartbeat yet from " + ", ".join(waiting),
+        )
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         answer = requests.post(
@@ -153,8 +243,29 @@ class DagsterServices:
         answer.raise_for_status()
         body = answer.json()
         if body.get("errors"):
-            raise RuntimeError(f"GraphQL errors: {body['errors']}")
+            raise GraphQLError(f"GraphQL errors: {body['errors']}")
         return body["data"]
+
+    def poll(
+        self,
+        observe: Callable[[], T],
+        done: Callable[[T], object] = bool,
+        *,
+        what: str,
+        timeout: float = RUN_TIMEOUT,
+        interval: float = POLL_INTERVAL,
+        show: Callable[[T], str] = repr,
+    ) -> T:
+        """`wait_until` over GraphQL calls: a late or failed answer of the busy webserver is "not yet"."""
+        return wait_until(
+            observe,
+            done,
+            what=f"{what} (logs in {self.logs})",
+            timeout=timeout,
+            interval=interval,
+            retry_on=(requests.RequestException, GraphQLError),
+            show=show,
+        )
 
     def launch_backfill(self, asset_paths: list[list[str]], first: str, last: str) -> str:
         params = {
@@ -173,14 +284,15 @@ class DagsterServices:
         data = self.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
         return str(data["status"])
 
-    def wait_for_backfill(self, backfill_id: str, timeout: float = 300) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.backfill_status(backfill_id)
-            if status in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"):
-                return status
-            time.sleep(1)
-        raise TimeoutError(f"backfill {backfill_id} still {status} after {timeout}s: see {self.logs}")
+    def wait_for_backfill(self, backfill_id: str, timeout: float = RUN_TIMEOUT) -> str:
+        """The backfill's final status, once it has one."""
+        return self.poll(
+            lambda: self.backfill_status(backfill_id),
+            lambda status: status in FINAL_BACKFILL_STATUSES,
+            what=f"backfill {backfill_id} to end",
+            timeout=timeout,
+            interval=1,
+        )
 
     def backfill_ids(self) -> list[str]:
         data = self.graphql(BACKFILLS)["partitionBackfillsOrError"]
@@ -204,14 +316,14 @@ class DagsterServices:
     def run_stats(self, run_id: str) -> dict[str, Any]:
         return self.graphql(RUN_STATS, {"id": run_id})["runOrError"]
 
-    def wait_for_run(self, run_id: str, timeout: float = 300) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            stats = self.run_stats(run_id)
-            if stats["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
-                return stats
-            time.sleep(0.5)
-        raise TimeoutError(f"run {run_id} not done after {timeout}s")
+    def wait_for_run(self, run_id: str, timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
+        """The run's statistics, once it has a final status."""
+        return self.poll(
+            lambda: self.run_stats(run_id),
+            lambda stats: stats.get("status") in FINAL_RUN_STATUSES,
+            what=f"run {run_id} to end",
+            timeout=timeout,
+        )
 
     def start_sensor(self, name: str) -> None:
         self._start(START_SENSOR, "startSensor", {"sensorName": name}, "Sensor")
@@ -229,9 +341,40 @@ class DagsterServices:
     def runs(self) -> list[dict[str, Any]]:
         return self.graphql(RUNS)["runsOrError"]["results"]
 
+    def sensor_ticks(self, name: str, after: float | None = None) -> list[dict[str, Any]]:
+        """The sensor's ticks (id, status, timestamp) that began after `after`, newest first."""
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": "__repository__",
+            "sensorName": name,
+        }
+        data = self.graphql(SENSOR_TICKS, {"selector": selector, "after": after})["sensorOrError"]
+        if data["__typename"] != "Sensor":
+            raise RuntimeError(f"sensor {name} not found: {data}")
+        return data["sensorState"]["ticks"]
+
 
 LOCATION_STATUS = """
-query { workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }
+query {
+  workspaceOrError {
+    ... on Workspace {
+      locationEntries { name loadStatus locationOrLoadError { __typename ... on PythonError { message } } }
+    }
+  }
+}
+"""
+DAEMON_HEALTH = """
+query { instance { daemonHealth { allDaemonStatuses { daemonType required lastHeartbeatTime } } } }
+"""
+SENSOR_TICKS = """
+query Ticks($selector: SensorSelector!, $after: Float) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { ticks(afterTimestamp: $after, limit: 100) { id status timestamp } } }
+    ... on PythonError { message }
+    ... on SensorNotFoundError { message }
+  }
+}
 """
 LAUNCH_BACKFILL = """
 mutation Launch($params: LaunchBackfillParams!) {
@@ -332,7 +475,9 @@ def dagster_services(
     try:
         services.start("webserver")
         services.wait_until_up()
+        started = time.time()
         services.start("daemon")
+        services.wait_for_daemon(since=started)
         yield services
     finally:
         for name in list(services.processes):

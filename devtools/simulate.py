@@ -25,13 +25,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.partitions import RANGE_END, RANGE_START
 from devtools.services import PROJECT, DagsterServices, dagster_services
 from ml.ingest.replay import replay
 from ml.lake.delta import DeltaStore
 from ml.registry.dvc_repo import init_pipeline_repo
 from ml.registry.model_registry import ModelRegistry
 from orchestration.definitions import build_definitions
-from orchestration.partitions import RANGE_END, RANGE_START
 
 FEATURES = dg.AssetKey(["features", "flight_features"])
 SENSORS = ("landing_sensor", "features_automation", "retrain_sensor")
@@ -132,8 +132,11 @@ def simulate(
         for sensor in SENSORS:
             services.start_sensor(sensor)
         timeline.say(f"sensors on: {', '.join(SENSORS)}")
+        # Days land on their schedule; otherwise this loop only watches, once a second, until
+        # everything is done or the deadline passes.
         deadline = time.time() + timeout
         next_drop, dropped = time.time(), 0
+        pending = ["the first day to land"]
         while time.time() < deadline:
             if dropped < days and time.time() >= next_drop:
                 day = first + dt.timedelta(days=dropped)
@@ -142,13 +145,19 @@ def simulate(
                 timeline.say(f"landed flights and weather of {day}")
                 dropped, next_drop = dropped + 1, next_drop + interval
             busy = follow(services, instance, timeline)
-            all_built = dropped == days and all(d in timeline.built for d in timeline.landed)
+            unbuilt = [str(d) for d in timeline.landed if d not in timeline.built]
             trained = retrain_days == 0 or days < retrain_days or timeline.finished("train_evaluate_promote")
-            if all_built and trained and not busy:
+            pending = [
+                *([f"{days - dropped} day(s) to land"] if dropped < days else []),
+                *([f"the features of {', '.join(unbuilt)}"] if unbuilt else []),
+                *([] if trained else ["a finished train_evaluate_promote run"]),
+                *(["the runs in flight to end"] if busy else []),
+            ]
+            if not pending:
                 break
             time.sleep(1)
         else:
-            timeline.say(f"timed out after {timeout:.0f}s")
+            timeline.say(f"timed out after {timeout:.0f}s waiting for {'; '.join(pending)}")
         follow(services, instance, timeline)
     return report(timeline, data)
 

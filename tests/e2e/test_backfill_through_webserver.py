@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from devtools.services import dagster_services
+from devtools.services import START_TIMEOUT, dagster_services
 from tests.conftest import Platform
 
 pytestmark = pytest.mark.slow
 
 FIRST, LAST = dt.date(2013, 1, 10), dt.date(2013, 2, 8)
 ASSETS = [["bronze", "flights"], ["bronze", "weather"], ["features", "flight_features"]]
+DAEMON_OUTAGE_SECONDS = 3
 
 
 def test_a_30_day_backfill_lands_exactly_those_days_once(tmp_path: Path, replayed_landing: Path) -> None:
@@ -58,13 +59,19 @@ def test_a_backfill_survives_the_daemon_killed_mid_run_without_writing_a_day_twi
     data.reference()
     with dagster_services(tmp_path) as services:
         backfill = services.launch_backfill(ASSETS, FIRST.isoformat(), LAST.isoformat())
-        deadline = time.monotonic() + 180
-        while not any(r["status"] in ("STARTING", "STARTED", "SUCCESS") for r in services.runs()):
-            assert time.monotonic() < deadline, "the backfill launched no run"
-            time.sleep(0.5)
+        services.poll(
+            services.runs,
+            lambda runs: any(r["status"] in ("STARTING", "STARTED", "SUCCESS") for r in runs),
+            what=f"backfill {backfill} to launch a run",
+            timeout=START_TIMEOUT,
+            show=lambda runs: f"runs {[(r['runId'][:8], r['status']) for r in runs]}",
+        )
         services.stop("daemon", signal.SIGKILL, group=False)
-        time.sleep(3)
+        # An outage, not a wait: the daemon stays down a moment before it comes back.
+        time.sleep(DAEMON_OUTAGE_SECONDS)
+        restarted = time.time()
         services.start("daemon")
+        services.wait_for_daemon(since=restarted)
         status = services.wait_for_backfill(backfill)
         runs = services.runs()
     assert status in ("COMPLETED", "COMPLETED_SUCCESS"), f"backfill ended {status}: {runs}"

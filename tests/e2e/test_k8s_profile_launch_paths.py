@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from devtools.services import (
     LAUNCH_BACKFILL,
     LAUNCH_RUN,
     LOCATION,
+    START_TIMEOUT,
     DagsterServices,
     dagster_services,
 )
@@ -50,7 +50,8 @@ def k8s_profile(kubeconfig: Path, repo: Path) -> dict[str, str]:
         "PLATFORM_STORAGE_SECRET": SECRET,
         "PLATFORM_KUBECONFIG": str(kubeconfig),
         "PLATFORM_K8S_POLL_INTERVAL": "0.5",
-        "PLATFORM_K8S_STARTUP_TIMEOUT": "60",
+        # The fake schedules and starts a pod at once; a busy machine may still take a while.
+        "PLATFORM_K8S_STARTUP_TIMEOUT": "180",
         "PLATFORM_REPO_ROOT": str(repo),
         "PLATFORM_RETRAIN_CRON": "* * * * *",
     }
@@ -92,15 +93,19 @@ def backfill_through_graphql(services: DagsterServices) -> str:
     return str(runs[0])
 
 
-def wait_for_tagged_run(services: DagsterServices, key: str, value: str, timeout: float = 180) -> str:
+def wait_for_tagged_run(
+    services: DagsterServices, key: str, value: str, timeout: float = START_TIMEOUT
+) -> str:
     """The first run the daemon launched for a sensor or schedule (`dagster/sensor_name`, ...)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for run in services.runs():
-            if any(t["key"] == key and t["value"] == value for t in run["tags"]):
-                return str(run["runId"])
-        time.sleep(1)
-    raise TimeoutError(f"no run tagged {key}={value} in {timeout}s: see {services.logs}")
+    tagged = services.poll(
+        lambda: [
+            r for r in services.runs() if any(t["key"] == key and t["value"] == value for t in r["tags"])
+        ],
+        what=f"a run tagged {key}={value}",
+        timeout=timeout,
+        interval=1,
+    )
+    return str(tagged[0]["runId"])
 
 
 def pod_of_run(fake: FakeKubeApi, run_id: str) -> dict[str, Any]:
@@ -122,7 +127,7 @@ def assert_gpu_pod(pod: dict[str, Any], path: str) -> None:
 
 
 def assert_trained(services: DagsterServices, run_id: str, path: str) -> None:
-    stats = services.wait_for_run(run_id, timeout=300)
+    stats = services.wait_for_run(run_id)
     steps = {s["stepKey"]: s["status"] for s in stats["stepStats"]}
     assert steps.get("training__candidate_model") == "SUCCESS", f"{path}: {stats} (see {services.logs})"
 

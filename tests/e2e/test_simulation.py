@@ -25,8 +25,10 @@ def test_a_short_simulation_goes_from_landing_files_to_a_trained_model_by_itself
             "3",
             "--retrain-days",
             "5",
+            # The simulation ends by itself once done (about 150 s on an idle 2-core machine);
+            # its deadline leaves the services time to start and stop within pytest's 600 s.
             "--timeout",
-            "420",
+            "480",
         ]
     )
     out = capsys.readouterr().out

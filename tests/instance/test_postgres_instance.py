@@ -23,9 +23,9 @@ from dagster._serdes import ConfigurableClassData
 from dagster_k8s import K8sRunLauncher
 from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage, PostgresRunStorage
 
+from assets.partitions import range_tags
 from devtools.postgres import K8S_INSTANCE, PostgresServer, k8s_storage, local_postgres
 from devtools.services import dagster_services
-from orchestration.partitions import range_tags
 from tests.conftest import ASSETS, Platform, day
 
 BRONZE = ["bronze/flights", "bronze/weather"]
@@ -171,7 +171,7 @@ def test_webserver_and_daemon_run_a_launched_job_on_the_postgres_storage(
     data.reference()
     with dagster_services(tmp_path, storage=k8s_storage()) as services:
         run_id = services.launch_run("bronze_ingestion", {"dagster/partition": day(3).isoformat()})
-        stats = services.wait_for_run(run_id, timeout=180)
+        stats = services.wait_for_run(run_id)
     assert stats["status"] == "SUCCESS", f"run ended {stats['status']}: see {services.logs}"
     assert {s["stepKey"] for s in stats["stepStats"]} == {"bronze__flights", "bronze__weather"}
     assert count(pg_env, RUN_SUCCEEDED, run_id) == 1

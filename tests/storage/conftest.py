@@ -16,11 +16,11 @@ from pathlib import Path
 import boto3
 import dagster as dg
 import pytest
-from orchestration.local_s3 import LocalS3, local_s3
 
+from assets.partitions import range_tags
+from devtools.s3_server import LocalS3, local_s3
 from ml.lake.delta import DeltaStore
 from ml.lake.storage import copy_tree
-from orchestration.partitions import range_tags
 from orchestration.profiles import build_resources
 from tests.conftest import ASSETS, REFERENCE_KEYS, SMALL_SPLITS, make_dvc_repo
 
