@@ -8,12 +8,13 @@ able to swap the model.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ml.settings import SettingsError, lake_settings
 
 TOKEN_VARIABLE = "PLATFORM_SERVING_TOKEN"
 ADMIN_TOKEN_VARIABLE = "PLATFORM_SERVING_ADMIN_TOKEN"
@@ -56,21 +57,18 @@ class ServingConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingConfig:
-        """The same lake variables as the Dagster profiles, plus PLATFORM_SERVING_* settings."""
+        """The lake variables of `ml.settings` (as the Dagster profiles read them), plus PLATFORM_SERVING_*."""
         env = os.environ if env is None else env
-        data_dir = env.get("PLATFORM_DATA_DIR", ".data").rstrip("/")
         try:
-            options = json.loads(env.get("PLATFORM_STORAGE_OPTIONS", "{}"))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"PLATFORM_STORAGE_OPTIONS is not JSON: {exc}") from exc
-        if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
-            raise ConfigError("PLATFORM_STORAGE_OPTIONS must be a JSON object of strings")
+            lake = lake_settings(env)
+        except SettingsError as exc:
+            raise ConfigError(str(exc)) from exc
         cache = env.get("PLATFORM_SERVING_CACHE_DIR", "")
         return cls(
-            lake_uri=env.get("PLATFORM_LAKE_URI", f"{data_dir}/lake"),
+            lake_uri=lake.lake_uri,
             token=env.get(TOKEN_VARIABLE, ""),
             admin_token=env.get(ADMIN_TOKEN_VARIABLE, ""),
-            storage_options=options,
+            storage_options=lake.storage_options,
             max_batch=int(_number(env, "MAX_BATCH", DEFAULT_MAX_BATCH)),
             max_body_bytes=int(_number(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
             max_days_ahead=int(_number(env, "MAX_DAYS_AHEAD", DEFAULT_MAX_DAYS_AHEAD)),

@@ -259,7 +259,9 @@ def test_secrets_come_from_kubernetes_secrets_only() -> None:
 
 def test_every_platform_variable_is_one_the_code_reads() -> None:
     source = "".join(
-        p.read_text() for folder in ("orchestration", "resources") for p in (REPO / folder).glob("*.py")
+        p.read_text()
+        for folder in ("orchestration", "resources", "ml")
+        for p in (REPO / folder).rglob("*.py")
     )
     unread = [name for name in env() if name.startswith("PLATFORM_") and f'"{name}"' not in source]
     assert unread == []

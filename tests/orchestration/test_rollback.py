@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,8 +33,9 @@ def _registry_with_two(tmp_path: Path) -> ModelRegistry:
             git_commit="c",
             params={},
             metrics={"test": {"roc_auc": 0.7}},
+            now=dt.datetime.now(dt.UTC),
         )
-        registry.promote(version, "test")
+        registry.promote(version, "test", now=dt.datetime.now(dt.UTC))
     return registry
 
 
@@ -59,3 +62,15 @@ def test_rollback_command_and_its_refusal_of_a_deleted_artifact(tmp_path: Path) 
     assert done.returncode == 2
     assert "version 2 points at" in done.stderr and "does not exist" in done.stderr
     assert registry.champion().version == 1  # type: ignore[union-attr]
+
+
+def test_the_registry_command_reads_the_platforms_lake_from_the_environment(tmp_path: Path) -> None:
+    _registry_with_two(tmp_path)
+    command = [sys.executable, "-m", "ml.registry.cli", "list"]
+    for env in ({"PLATFORM_DATA_DIR": str(tmp_path)}, {"PLATFORM_LAKE_URI": str(tmp_path / "lake")}):
+        done = subprocess.run(
+            command, cwd=PROJECT, capture_output=True, text=True, check=False, env={**os.environ, **env}
+        )
+        assert done.returncode == 0, done.stderr
+        assert str(tmp_path / "lake" / "registry" / "models") in done.stderr
+        assert [line.split()[0] for line in done.stdout.splitlines()[2:]] == ["1", "2"]

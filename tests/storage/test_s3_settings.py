@@ -15,6 +15,7 @@ from ml.registry.model_registry import ModelRegistry, RegistryError
 from orchestration.profiles import build_resources
 from resources import ArtifactStore as ArtifactResource
 from resources import DvcResource, LakeResource, LandingResource
+from serving.config import ConfigError, ServingConfig
 from tests.storage.conftest import S3Platform
 
 
@@ -45,6 +46,34 @@ def test_credentials_in_storage_options_are_refused_without_echoing_them(key: st
         build_resources({"PLATFORM_STORAGE_OPTIONS": options})
     assert key in str(raised.value)
     assert secret not in str(raised.value)
+
+
+@pytest.mark.parametrize("key", ["AWS_SECRET_ACCESS_KEY", "aws_access_key_id", "AWS_SESSION_TOKEN"])
+def test_the_model_server_refuses_the_same_credentials(key: str) -> None:
+    secret = "do-not-print-this-value"
+    env = {
+        "PLATFORM_STORAGE_OPTIONS": json.dumps({key: secret}),
+        "PLATFORM_SERVING_TOKEN": "client-token",
+        "PLATFORM_SERVING_ADMIN_TOKEN": "admin-token",
+    }
+    with pytest.raises(ConfigError, match="environment variables") as raised:
+        ServingConfig.from_env(env)
+    assert key in str(raised.value)
+    assert secret not in str(raised.value)
+
+
+def test_the_profiles_and_the_model_server_read_the_same_lake() -> None:
+    env = {
+        "PLATFORM_DATA_DIR": "/srv/platform/",
+        "PLATFORM_STORAGE_OPTIONS": json.dumps({"AWS_ALLOW_HTTP": "true"}),
+        "PLATFORM_SERVING_TOKEN": "client-token",
+        "PLATFORM_SERVING_ADMIN_TOKEN": "admin-token",
+    }
+    lake = build_resources(env)["lake"]
+    served = ServingConfig.from_env(env)
+    assert isinstance(lake, LakeResource)
+    assert served.lake_uri == lake.root == "/srv/platform/lake"
+    assert served.storage_options == lake.storage_options == {"AWS_ALLOW_HTTP": "true"}
 
 
 def _trained_folder(root: Path) -> Path:
@@ -106,13 +135,14 @@ def test_promotion_refuses_a_model_whose_artifacts_left_the_bucket(s3_buckets: S
                 git_commit="abc",
                 params={},
                 metrics={},
+                now=dt.datetime.now(dt.UTC),
             )
         )
-    registry.promote(versions[0], "first")
-    registry.promote(versions[1], "second")
+    registry.promote(versions[0], "first", now=dt.datetime.now(dt.UTC))
+    registry.promote(versions[1], "second", now=dt.datetime.now(dt.UTC))
     s3_buckets.delete_objects("models", "models/one/")
 
     with pytest.raises(RegistryError, match="models/one"):
-        registry.rollback(versions[0])
+        registry.rollback(versions[0], now=dt.datetime.now(dt.UTC))
     champion = registry.champion()
     assert champion is not None and champion.version == versions[1]
