@@ -7,7 +7,7 @@ DATA_DIR ?= .data
 DAGSTER_HOME ?= $(CURDIR)/.dagster
 PYTEST_ARGS ?=
 
-.PHONY: venv instance demo test lint format dev simulate replay serve bench clean
+.PHONY: venv instance demo test lint check-defs format dev simulate replay serve bench clean
 
 venv: $(STAMP)
 
@@ -32,12 +32,19 @@ instance:
 demo: $(STAMP) instance
 	PLATFORM_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/python -m devtools.demo
 
-test: $(STAMP) lint
+test: $(STAMP) lint check-defs
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
+# ruff, then the import-linter contracts of pyproject.toml (the layers point one way).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+# Loads the code location the way the webserver does (`dg check defs`, configured in
+# pyproject's [tool.dg]); needs no running instance, only the local profile's settings.
+check-defs: $(STAMP) instance
+	PLATFORM_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dg check defs
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -1,8 +1,10 @@
 """Deployment: the champion in the registry, promoted only through a passed gate."""
 
+import datetime as dt
+
 import dagster as dg
 
-from assets.evaluation import evaluation
+from assets.training import evaluation
 from ml.registry.model_registry import ModelRegistry, RegistryError
 from resources import LakeResource
 
@@ -19,7 +21,9 @@ def champion_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
         raise RegistryError(
             f"candidate v{candidate.version} has no passed evaluation: {gate or 'not evaluated'}"
         )
-    previous = registry.promote(candidate.version, f"gate passed: {gate['beats_champion']}")
+    previous = registry.promote(
+        candidate.version, f"gate passed: {gate['beats_champion']}", now=dt.datetime.now(dt.UTC)
+    )
     context.log.info(
         f"v{candidate.version} is the champion" + (f"; v{previous.version} archived" if previous else "")
     )

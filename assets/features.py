@@ -1,39 +1,23 @@
 """Features: point-in-time flight features, one Delta partition per day, built incrementally."""
 
-import datetime as dt
-
 import dagster as dg
-import polars as pl
 from pydantic import Field
 
-from assets.ingestion import flights, planes, weather
+from assets.bronze import flights, planes, weather
 from assets.metadata import commit_metadata, delta_metadata
-from ml.features.flight_features import (
-    FEATURE_SCHEMA,
-    KEY_COLUMNS,
-    LABEL,
-    WEATHER_LOOKBACK_DAYS,
-    build_features,
-    lookback_days,
-)
-from ml.lake.quality import duplicate_keys, null_rates, rate_breaches, schema_problems
-from ml.online.snapshot import build_snapshot, history_days, publish, weather_days
-from orchestration.partitions import daily_partitions, days_label, partition_days
-from orchestration.step_resources import FEATURES, k8s_step_tags
+from assets.partitions import daily_partitions, days_label, partition_days
+from assets.selection import select
+from assets.step_resources import FEATURES, k8s_step_tags
+from ml.features.build import FeatureQuality, build_feature_days, measure_quality
+from ml.features.flight_features import WEATHER_LOOKBACK_DAYS, lookback_days
+from ml.lake.delta import VACUUM_RETENTION_HOURS
+from ml.lake.tables import BRONZE_FLIGHTS, BRONZE_PLANES, BRONZE_WEATHER, FEATURES_TABLE
+from ml.online.build import snapshot_from_lake
+from ml.online.snapshot import publish
+from ml.registry.model_registry import ModelRegistry
 from resources import LakeResource
 
-TABLE = "features/flight_features"
-ASSET = dg.AssetKey.from_user_string(TABLE)
-NULL_RATE_LIMITS = {
-    **dict.fromkeys(KEY_COLUMNS, 0.0),
-    "sched_dep_utc": 0.0,
-    "dest": 0.0,
-    "distance": 0.0,
-    "temp": 0.05,
-    "carrier_delay_rate_28d": 0.05,
-    "plane_age": 0.25,
-}
-LABEL_RATE_BOUNDS = (0.02, 0.75)
+ASSET = dg.AssetKey.from_user_string(FEATURES_TABLE)
 
 
 def follows_bronze() -> dg.AutomationCondition:
@@ -43,7 +27,7 @@ def follows_bronze() -> dg.AutomationCondition:
     built too; waits while any day of the window is missing or running. A refresh of the
     planes table alone does not rebuild the year.
     """
-    updated = dg.AutomationCondition.any_deps_updated().ignore(dg.AssetSelection.keys("bronze/planes"))
+    updated = dg.AutomationCondition.any_deps_updated().ignore(select(BRONZE_PLANES))
     return (
         (dg.AutomationCondition.newly_missing() | updated).since_last_handled()
         & ~dg.AutomationCondition.any_deps_missing()
@@ -58,7 +42,7 @@ def follows_features() -> dg.AutomationCondition:
     Bronze updates alone do not trigger it (the features that follow them will), and it
     waits while a features run is in flight so that a backfill rebuilds it once, at the end.
     """
-    bronze = dg.AssetSelection.keys("bronze/flights", "bronze/weather", "bronze/planes")
+    bronze = select(BRONZE_FLIGHTS, BRONZE_WEATHER, BRONZE_PLANES)
     return (
         dg.AutomationCondition.any_deps_updated().ignore(bronze).since_last_handled()
         & ~dg.AutomationCondition.any_deps_in_progress()
@@ -73,7 +57,7 @@ def _window(days: int) -> dg.TimeWindowPartitionMapping:
 
 
 @dg.asset(
-    key=["features", "flight_features"],
+    key=ASSET,
     group_name="features",
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -95,54 +79,52 @@ def _window(days: int) -> dg.TimeWindowPartitionMapping:
 def flight_features(context: dg.AssetExecutionContext, lake: LakeResource):
     """One row per flight with a known outcome; reads its days plus a bounded trailing window of bronze."""
     days = partition_days(context)
-    first, last = days[0], days[-1]
     store = lake.store()
-    history = store.read_days(
-        "bronze/flights", "flight_date", first - dt.timedelta(days=lookback_days()), last
-    )
-    observed = store.read_days(
-        "bronze/weather", "obs_date", first - dt.timedelta(days=WEATHER_LOOKBACK_DAYS), last
-    )
-    frame = build_features(history, observed, store.read("bronze/planes"), days)
-    result = store.replace_days(TABLE, frame, "flight_date", days, commit_metadata(context, days_label(days)))
-    scheduled = history.filter(pl.col("flight_date").is_between(first, last)).height
-    problems = schema_problems(dict(store.scan(TABLE, result.version).collect_schema()), FEATURE_SCHEMA)
-    rates = null_rates(frame, NULL_RATE_LIMITS)
-    breaches = rate_breaches(rates, NULL_RATE_LIMITS)
-    label_rate = float(frame[LABEL].mean() or 0.0)
-    low, high = LABEL_RATE_BOUNDS
+    built = build_feature_days(store, days)
+    meta = commit_metadata(context, days_label(days))
+    result = store.replace_days(FEATURES_TABLE, built.frame, "flight_date", days, meta)
+    quality = measure_quality(built.frame, dict(store.scan(FEATURES_TABLE, result.version).collect_schema()))
     return dg.MaterializeResult(
         metadata=delta_metadata(
             result,
-            frame,
+            built.frame,
             days=days_label(days),
-            excluded_no_outcome=scheduled - frame.height,
-            label_rate=label_rate,
+            excluded_no_outcome=built.excluded_no_outcome,
+            label_rate=quality.label_rate,
         ),
-        check_results=[
-            dg.AssetCheckResult(check_name="schema", passed=not problems, metadata={"problems": problems}),
-            dg.AssetCheckResult(
-                check_name="key_unique",
-                passed=duplicate_keys(frame, KEY_COLUMNS) == 0,
-                metadata={"duplicates": duplicate_keys(frame, KEY_COLUMNS)},
-            ),
-            dg.AssetCheckResult(
-                check_name="null_rates",
-                passed=not breaches,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "rates": dg.MetadataValue.json(rates),
-                    "breaches": dg.MetadataValue.json(breaches),
-                },
-            ),
-            dg.AssetCheckResult(
-                check_name="label_rate",
-                passed=low <= label_rate <= high,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={"label_rate": label_rate, "bounds": f"{low}..{high}"},
-            ),
-        ],
+        check_results=_feature_checks(quality),
     )
+
+
+def _feature_checks(quality: FeatureQuality) -> list[dg.AssetCheckResult]:
+    low, high = quality.label_rate_bounds
+    return [
+        dg.AssetCheckResult(
+            check_name="schema",
+            passed=not quality.schema_problems,
+            metadata={"problems": quality.schema_problems},
+        ),
+        dg.AssetCheckResult(
+            check_name="key_unique",
+            passed=quality.duplicates == 0,
+            metadata={"duplicates": quality.duplicates},
+        ),
+        dg.AssetCheckResult(
+            check_name="null_rates",
+            passed=not quality.null_rate_breaches,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "rates": dg.MetadataValue.json(quality.null_rates),
+                "breaches": dg.MetadataValue.json(quality.null_rate_breaches),
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="label_rate",
+            passed=quality.label_rate_within_bounds,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"label_rate": quality.label_rate, "bounds": f"{low}..{high}"},
+        ),
+    ]
 
 
 class OnlineSnapshotConfig(dg.Config):
@@ -164,20 +146,8 @@ def online_snapshot(
     context: dg.AssetExecutionContext, config: OnlineSnapshotConfig, lake: LakeResource
 ) -> dg.MaterializeResult:
     """What the model server adds to a request: trailing totals, weather and planes up to the last feature day."""
-    store = lake.store()
-    last = store.scan(TABLE).select(pl.col("flight_date").max()).collect().item()
-    if last is None:
-        raise ValueError(f"{TABLE} has no rows: materialize features before the online snapshot")
-    first = last + dt.timedelta(days=1) - dt.timedelta(days=config.servable_days - 1)
-    sources = {t: store.version(t) for t in ("bronze/flights", "bronze/weather", "bronze/planes", TABLE)}
-    snapshot = build_snapshot(
-        store.read_days("bronze/flights", "flight_date", *history_days(first, last)),
-        store.read_days("bronze/weather", "obs_date", *weather_days(first, last)),
-        store.read("bronze/planes"),
-        first,
-        last,
-        sources,
-    )
+    snapshot = snapshot_from_lake(lake.store(), config.servable_days)
+    first, last = snapshot.first_day, snapshot.last_day
     snapshot_id = publish(snapshot, lake.root, lake.storage_options or None)
     context.log.info(f"online snapshot {snapshot_id}: flights from {first}, data through {last}")
     return dg.MaterializeResult(
@@ -186,7 +156,30 @@ def online_snapshot(
             "first_day": first.isoformat(),
             "last_day": last.isoformat(),
             **{f"{name}_rows": rows for name, rows in snapshot.manifest()["rows"].items()},
-            "source_versions": dg.MetadataValue.json(sources),
+            "source_versions": dg.MetadataValue.json(snapshot.sources),
         },
         data_version=dg.DataVersion(snapshot_id),
+    )
+
+
+@dg.asset_check(
+    asset=flight_features,
+    blocking=True,
+    description="Every feature-table version a registered model read can still be read whole, and the "
+    "maintenance job's vacuum (default retention) would delete none of its files.",
+)
+def registered_versions_recoverable(lake: LakeResource) -> dg.AssetCheckResult:
+    store = lake.store()
+    needed = sorted(ModelRegistry(store).needed_versions().get(FEATURES_TABLE, set()))
+    if not needed or not store.exists(FEATURES_TABLE):
+        return dg.AssetCheckResult(passed=True, metadata={"registered_versions": needed})
+    gone = store.unrecoverable_versions(FEATURES_TABLE, needed)
+    endangered = store.endangered_versions(FEATURES_TABLE, VACUUM_RETENTION_HOURS, needed)
+    return dg.AssetCheckResult(
+        passed=not gone and not endangered,
+        metadata={
+            "registered_versions": needed,
+            "unrecoverable": dg.MetadataValue.json({str(k): v for k, v in gone.items()}),
+            "endangered_by_vacuum": dg.MetadataValue.json({str(k): v for k, v in endangered.items()}),
+        },
     )

@@ -12,7 +12,7 @@ from ml.text_tables import markdown_table
 def commit_metadata(context: dg.AssetExecutionContext, label: str) -> dict[str, str]:
     """Stored in the Delta commit, so `history()` answers which run wrote a version."""
     return {
-        "dagster_run_id": context.run_id,
+        "dagster_run_id": context.run.run_id,
         "dagster_asset": context.asset_key.to_user_string(),
         "dagster_partition": label,
     }

@@ -17,50 +17,27 @@ row per breached run, not per feature: the sensor starts one run per new signal 
 import datetime as dt
 
 import dagster as dg
-import polars as pl
 from pydantic import Field
 
+from assets.bronze import flights
 from assets.features import flight_features
-from assets.ingestion import flights
 from assets.metadata import commit_metadata, delta_metadata
-from assets.training import TRAINING_SET_PATH, training_set
+from assets.training import training_set
 from ml.evaluation.plots import png_markdown
-from ml.features.flight_features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from ml.lake.delta import DeltaStore
-from ml.lake.schemas import BRONZE_FLIGHTS_SCHEMA
-from ml.monitoring.drift import Thresholds, breaches, drift_plot, drift_table
-from ml.monitoring.live_performance import (
-    daily_performance,
-    match_outcomes,
-    performance_breaches,
-    performance_plot,
-)
-from ml.monitoring.tables import DRIFT_TABLE, LIVE_PERFORMANCE_TABLE, PREDICTIONS_TABLE, append
-from ml.registry.model_registry import ModelRegistry
+from ml.lake.tables import DRIFT_TABLE, LIVE_PERFORMANCE_TABLE
+from ml.monitoring.drift import Thresholds, drift_plot
+from ml.monitoring.live_performance import PerformanceLimits, performance_plot
+from ml.monitoring.reports import drift_report, live_performance_report
+from ml.monitoring.signals import raise_signal
+from ml.registry.dvc_repo import TRAINING_SET_PATH
 from ml.text_tables import markdown_table
-from ml.training.training_set import FEATURES_TABLE, read_manifest, read_split
 from resources import DvcResource, LakeResource
-from resources.automation import DRIFT_SIGNALS_TABLE
 
 GROUP = "monitoring"
 DRIFT = dg.AssetKey(["monitoring", "drift"])
 LIVE_PERFORMANCE = dg.AssetKey(["monitoring", "live_performance"])
 CALENDAR_FEATURES = ("month", "days_to_holiday", "days_since_holiday")
 """Features that move with the calendar by construction: a recent week always differs from the training months."""
-BRONZE_FLIGHTS = "bronze/flights"
-
-SIGNAL_SCHEMA: dict[str, pl.DataType] = {
-    "key": pl.String(),
-    "detail": pl.String(),
-    "raised_at": pl.Datetime("us", "UTC"),
-    "source": pl.String(),
-    "feature": pl.String(),
-    "metric": pl.String(),
-    "value": pl.Float64(),
-    "threshold": pl.Float64(),
-    "as_of": pl.Date(),
-}
-"""Rows of `DRIFT_SIGNALS_TABLE`: `key` and `detail` are what `retrain_sensor` reads."""
 
 
 class DriftConfig(dg.Config):
@@ -92,35 +69,6 @@ class LivePerformanceConfig(dg.Config):
     bins: int = Field(default=10, ge=1, description="Quantile bins of the calibration error.")
 
 
-def raise_signal(store: DeltaStore, key: str, source: str, breach: dict[str, object], as_of: dt.date) -> bool:
-    """Append one retraining signal unless its key is already there; True when a row was written."""
-    if store.exists(DRIFT_SIGNALS_TABLE):
-        keys = store.scan(DRIFT_SIGNALS_TABLE).select("key").collect().get_column("key")
-        if key in keys.to_list():
-            return False
-    feature = breach.get("feature")
-    subject = f" on {feature}" if feature else ""
-    detail = f"{source}: {breach['metric']} {breach['value']:.4f}{subject} (limit {breach['threshold']}) as of {as_of}"
-    row = pl.DataFrame(
-        [
-            {
-                "key": key,
-                "detail": detail,
-                "raised_at": dt.datetime.now(dt.UTC),
-                "source": source,
-                "feature": feature,
-                "metric": breach["metric"],
-                "value": breach["value"],
-                "threshold": breach["threshold"],
-                "as_of": as_of,
-            }
-        ],
-        schema=SIGNAL_SCHEMA,
-    )
-    append(store, DRIFT_SIGNALS_TABLE, row, {"writer": source, "key": key})
-    return True
-
-
 @dg.asset(
     key=DRIFT,
     group_name=GROUP,
@@ -139,54 +87,29 @@ def drift(
 ) -> dg.MaterializeResult:
     """PSI and KS per feature: the newest feature days against the training split the champion learned from."""
     store = lake.store()
-    folder = dvc.path(TRAINING_SET_PATH)
-    cutoff = dt.date.fromisoformat(read_manifest(folder)["cutoff"])
-    reference = read_split(folder, "train")
-    last = store.scan(FEATURES_TABLE).select(pl.col("flight_date").max()).collect().item()
-    if last is None:
-        raise ValueError(f"{FEATURES_TABLE} has no rows: nothing recent to compare with the training split")
-    first = last - dt.timedelta(days=config.window_days - 1)
-    current = store.read_days(FEATURES_TABLE, "flight_date", first, last)
-    excluded = set(config.excluded_features)
     thresholds = Thresholds(psi=config.psi_threshold, ks=config.ks_threshold)
-    table = drift_table(
-        reference,
-        current,
-        [c for c in NUMERIC_FEATURES if c not in excluded],
-        [c for c in CATEGORICAL_FEATURES if c not in excluded],
-        config.bins,
+    folder = dvc.path(TRAINING_SET_PATH)
+    report = drift_report(
+        store, folder, config.window_days, thresholds, config.bins, config.excluded_features
     )
-    over = breaches(table, thresholds)
-    frame = table.with_columns(
-        pl.lit(last, pl.Date).alias("as_of"),
-        pl.lit(first, pl.Date).alias("window_first"),
-        pl.lit(cutoff, pl.Date).alias("reference_cutoff"),
-        pl.col("feature").is_in(over["feature"].implode()).alias("breach"),
-    )
-    result = store.replace_days(
-        DRIFT_TABLE, frame, "as_of", [last], commit_metadata(context, last.isoformat())
-    )
+    over, last, table = report.over, report.last, report.table
+    commit = commit_metadata(context, last.isoformat())
+    result = store.replace_days(DRIFT_TABLE, report.frame, "as_of", [last], commit)
     signalled = False
     if over.height:
         worst = over.row(0, named=True)
-        signalled = raise_signal(
-            store, f"feature-drift-{last}-vs-cutoff-{cutoff}", DRIFT.to_user_string(), worst, last
-        )
+        now = dt.datetime.now(dt.UTC)
+        signalled = raise_signal(store, report.signal_key, DRIFT.to_user_string(), worst, last, now)
         context.log.warning(
             f"{over.height} feature(s) drifted; worst: {worst['feature']} {worst['metric']} {worst['value']:.3f}"
         )
-    plot = drift_plot(table, thresholds)
-    summary = over.select("feature", "metric", "value", "threshold")
     return dg.MaterializeResult(
         metadata=delta_metadata(
             result,
-            frame,
-            window=f"{first}..{last}",
-            reference_cutoff=cutoff.isoformat(),
-            reference_rows=reference.height,
-            current_rows=current.height,
+            report.frame,
+            **report.summary,
             features=dg.MetadataValue.md(markdown_table(table, max_rows=len(table))),
-            plot=dg.MetadataValue.md(png_markdown(plot, "drift per feature")),
+            plot=dg.MetadataValue.md(png_markdown(drift_plot(table, thresholds), "drift per feature")),
             retraining_signal=signalled,
         ),
         check_results=[
@@ -194,7 +117,7 @@ def drift(
                 check_name="no_feature_drift",
                 passed=over.is_empty(),
                 metadata={
-                    "breaches": dg.MetadataValue.md(markdown_table(summary, max_rows=20)),
+                    "breaches": dg.MetadataValue.md(markdown_table(report.breach_summary, max_rows=20)),
                     "breached_features": over.height,
                     "psi_threshold": config.psi_threshold,
                     "ks_threshold": config.ks_threshold,
@@ -222,58 +145,26 @@ def live_performance(
 ) -> dg.MaterializeResult:
     """The prediction log joined with the flights that landed: realized ROC AUC and calibration per day."""
     store = lake.store()
-    if not store.exists(PREDICTIONS_TABLE):
-        raise ValueError(f"no prediction log at {store.uri(PREDICTIONS_TABLE)}: the model server writes it")
-    last = store.scan(PREDICTIONS_TABLE).select(pl.col("flight_date").max()).collect().item()
-    first = last - dt.timedelta(days=config.lookback_days - 1)
-    predictions = store.read_days(PREDICTIONS_TABLE, "flight_date", first, last)
-    outcomes = (
-        store.read_days(BRONZE_FLIGHTS, "flight_date", first, last)
-        if store.exists(BRONZE_FLIGHTS)
-        else pl.DataFrame(schema=BRONZE_FLIGHTS_SCHEMA)
-    )
-    matched = match_outcomes(predictions, outcomes)
-    table = daily_performance(matched, config.min_outcomes, config.bins)
-    champion = ModelRegistry(store).champion()
-    version = champion.version if champion is not None else None
-    over = performance_breaches(table, config.auc_floor, config.max_calibration_error, version)
-    breached = over.select("flight_date", "model_version")
-    frame = table.join(
-        breached.with_columns(pl.lit(True).alias("breach")), on=["flight_date", "model_version"], how="left"
-    ).with_columns(pl.col("breach").fill_null(False))
-    days = sorted(set(frame["flight_date"].to_list()))
-    result = store.replace_days(
-        LIVE_PERFORMANCE_TABLE, frame, "flight_date", days, commit_metadata(context, f"{days[0]}..{days[-1]}")
-    )
+    limits = PerformanceLimits(auc_floor=config.auc_floor, max_calibration_error=config.max_calibration_error)
+    report = live_performance_report(store, config.lookback_days, config.min_outcomes, config.bins, limits)
+    over, table, days = report.over, report.table, report.days
+    commit = commit_metadata(context, f"{days[0]}..{days[-1]}")
+    result = store.replace_days(LIVE_PERFORMANCE_TABLE, report.frame, "flight_date", days, commit)
     signalled = False
     if over.height:
         worst = over.row(0, named=True)
-        key = f"live-performance-v{worst['model_version']}-{worst['flight_date']}"
-        signalled = raise_signal(store, key, LIVE_PERFORMANCE.to_user_string(), worst, worst["flight_date"])
+        source, now = LIVE_PERFORMANCE.to_user_string(), dt.datetime.now(dt.UTC)
+        signalled = raise_signal(store, report.signal_key, source, worst, worst["flight_date"], now)
         context.log.warning(
             f"{over.height} day(s) under the limits; worst: {worst['flight_date']} {worst['metric']} {worst['value']:.3f}"
         )
-    totals = {
-        name: int(table[name].sum())
-        for name in ("predictions", "pending", "unmatched", "ambiguous", "cancelled", "diverted", "outcomes")
-    }
-    scored = table.filter(pl.col("status") == "scored")
+    per_day = dg.MetadataValue.md(markdown_table(table, max_rows=len(table)))
     metadata = delta_metadata(
-        result,
-        frame,
-        window=f"{first}..{last}",
-        predictions_logged=predictions.height,
-        duplicate_predictions=predictions.height - matched.height,
-        **totals,
-        days_scored=scored.height,
-        days_not_scored=table.height - scored.height,
-        per_day=dg.MetadataValue.md(markdown_table(table, max_rows=len(table))),
-        retraining_signal=signalled,
+        result, report.frame, **report.summary, per_day=per_day, retraining_signal=signalled
     )
-    if scored.height:
-        metadata["plot"] = dg.MetadataValue.md(
-            png_markdown(performance_plot(table, config.auc_floor), "realized quality")
-        )
+    if report.days_scored:
+        plot = performance_plot(table, config.auc_floor)
+        metadata["plot"] = dg.MetadataValue.md(png_markdown(plot, "realized quality"))
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[
@@ -281,15 +172,11 @@ def live_performance(
                 check_name="realized_quality",
                 passed=over.is_empty(),
                 metadata={
-                    "champion_version": version,
-                    "breaches": dg.MetadataValue.md(
-                        markdown_table(
-                            over.select("flight_date", "model_version", "metric", "value", "threshold"), 20
-                        )
-                    ),
+                    "champion_version": report.champion_version,
+                    "breaches": dg.MetadataValue.md(markdown_table(report.breach_summary, 20)),
                     "auc_floor": config.auc_floor,
                     "max_calibration_error": config.max_calibration_error,
-                    "days_scored": scored.height,
+                    "days_scored": report.days_scored,
                 },
             )
         ],

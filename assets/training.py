@@ -1,31 +1,48 @@
-"""Training: the DVC-pinned training set and the candidate model trained through a launcher."""
+"""Training: the DVC-pinned training set, the candidate trained through a launcher, and its evaluation.
+
+`training/evaluation` scores the newest candidate against the champion and two baselines;
+its blocking checks are the promotion gate that `deployment/champion_model` sits behind.
+"""
 
 import datetime as dt
-import json
-import shutil
-from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
 from assets.features import flight_features
-from ml.lake.storage import join_uri
+from assets.step_resources import EVALUATION, TRAINING_SET, k8s_step_tags
+from ml.evaluation.candidate_evaluation import evaluate_candidate
+from ml.evaluation.leaderboard import leaderboard_text
+from ml.evaluation.plots import png_markdown
+from ml.registry.candidates import plan_training, register_candidate
+from ml.registry.dvc_repo import PARAMS_FILE, TRAINING_SET_PATH
 from ml.registry.model_registry import ModelRegistry
-from ml.registry.provenance import git_commit, model_key
+from ml.text_tables import markdown_table
 from ml.training.params import cutoff, load_params, split_sizes
-from ml.training.training_set import FEATURES_TABLE, read_manifest, snapshot_from_lake
-from orchestration.step_resources import TRAINING_SET, k8s_step_tags
+from ml.training.training_set import snapshot_from_lake
 from resources import ArtifactStore, DvcResource, LakeResource, TrainingLauncher, TrainingRequest
 
 GROUP = "training"
-TRAINING_SET_PATH = "data/training_set"
-MODEL_PATH = "data/model"
-PARAMS_FILE = "params.yaml"
+EVALUATION_KEY = dg.AssetKey(["training", "evaluation"])
+GATE_CHECKS = {
+    "beats_champion": "Not worse than the champion beyond the margin.",
+    "beats_boosted_trees": "Not worse than the boosted-trees baseline.",
+}
+"""The promotion gate: blocking checks, so a failed candidate never reaches deployment/champion_model."""
 
 
 class TrainingSetConfig(dg.Config):
     cutoff: str = Field(
         default="", description="Last day (YYYY-MM-DD); empty: params.yaml, else the latest day."
+    )
+
+
+class GateConfig(dg.Config):
+    champion_margin: float = Field(
+        default=0.005, ge=0, description="How much worse (ROC AUC) than the champion a candidate may be."
+    )
+    boosted_trees_tolerance: float = Field(
+        default=0.0, ge=0, description="How much worse (ROC AUC) than the boosted-trees baseline it may be."
     )
 
 
@@ -81,50 +98,75 @@ def candidate_model(
 ) -> dg.MaterializeResult:
     """Trains on the pinned training set (resuming from checkpoints on retry) and registers a candidate."""
     repo = dvc.repo()
-    folder = dvc.path(TRAINING_SET_PATH)
-    manifest = read_manifest(folder)
-    training_md5 = repo.locked_output("training_set", TRAINING_SET_PATH).md5
-    params = load_params(dvc.path(PARAMS_FILE))
     store = artifacts.store()
-    key = model_key(training_md5, params.get("train", {}))
-    out = store.work_folder(key)
-    reported = launcher.launch(context, TrainingRequest(str(folder), str(out), str(dvc.path(PARAMS_FILE))))
-
-    pinned = dvc.path(MODEL_PATH)
-    if pinned.exists():
-        shutil.rmtree(pinned)
-    shutil.copytree(out, pinned, ignore=shutil.ignore_patterns("checkpoints"))
-    repo.commit("train")
-    repo.push("train")
-    model_md5 = repo.locked_output("train", MODEL_PATH).md5
-
-    metrics = _read_json(out / "metrics.json")
-    artifact_uri = store.publish(out, store.uri(key))
-    feature_version = int(manifest["source"]["feature_table_version"])
-    version = ModelRegistry(lake.store()).register(
-        artifact_uri=artifact_uri,
-        onnx_uri=join_uri(artifact_uri, "model.onnx"),
-        model_md5=model_md5,
-        training_set_md5=training_md5,
-        feature_table_uri=manifest["source"]["feature_table"],
-        feature_table_version=feature_version,
-        lake_versions={FEATURES_TABLE: feature_version},
-        git_commit=git_commit(dvc.path(".")),
-        params=params.get("train", {}),
-        metrics={"training": metrics},
+    run = plan_training(repo, store, load_params(dvc.path(PARAMS_FILE)))
+    reported = launcher.launch(
+        context, TrainingRequest(str(run.training_set), str(run.out), str(dvc.path(PARAMS_FILE)))
     )
-    context.log.info(f"registered candidate version {version} from {artifact_uri}")
+    registry = ModelRegistry(lake.store())
+    candidate = register_candidate(registry, repo, store, run, dt.datetime.now(dt.UTC))
+    context.log.info(f"registered candidate version {candidate.version} from {candidate.artifact_uri}")
     return dg.MaterializeResult(
         metadata={
             **(reported.metadata or {}),
-            "registry_version": version,
-            "artifact_uri": artifact_uri,
-            "model_md5": model_md5,
-            "training_set_md5": training_md5,
+            "registry_version": candidate.version,
+            "artifact_uri": candidate.artifact_uri,
+            "model_md5": candidate.model_md5,
+            "training_set_md5": run.training_set_md5,
         },
-        data_version=dg.DataVersion(model_md5),
+        data_version=dg.DataVersion(candidate.model_md5),
     )
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
+@dg.asset(
+    key=EVALUATION_KEY,
+    group_name=GROUP,
+    deps=[candidate_model],
+    check_specs=[
+        dg.AssetCheckSpec(name, asset=EVALUATION_KEY, blocking=True, description=description)
+        for name, description in GATE_CHECKS.items()
+    ],
+    kinds={"onnx", "scikit-learn"},
+    op_tags=k8s_step_tags(EVALUATION),
+)
+def evaluation(
+    context: dg.AssetExecutionContext,
+    config: GateConfig,
+    lake: LakeResource,
+    dvc: DvcResource,
+    artifacts: ArtifactStore,
+) -> dg.MaterializeResult:
+    """Scores the newest candidate on its test split; a candidate that fails the gate is rejected."""
+    registry = ModelRegistry(lake.store())
+    result = evaluate_candidate(
+        registry,
+        dvc.repo(),
+        artifacts.store(),
+        config.champion_margin,
+        config.boosted_trees_tolerance,
+        dt.datetime.now(dt.UTC),
+    )
+    report, gate = result.report, result.report.gate
+    context.log.info("leaderboard\n" + leaderboard_text(report.leaderboard))
+    return dg.MaterializeResult(
+        metadata={
+            "candidate_version": result.candidate.version,
+            "champion_version": result.champion.version if result.champion else None,
+            "roc_auc": report.metrics["candidate"]["roc_auc"],
+            "leaderboard": dg.MetadataValue.md(markdown_table(report.leaderboard)),
+            "calibration": dg.MetadataValue.md(markdown_table(report.calibration, max_rows=20)),
+            **{f"slices_{by}": dg.MetadataValue.md(markdown_table(f, 20)) for by, f in report.slices.items()},
+            **{f"plot_{n}": dg.MetadataValue.md(png_markdown(b, n)) for n, b in result.plots.items()},
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=name,
+                passed=verdict.passed,
+                metadata={"explanation": verdict.explanation},
+            )
+            for name, verdict in (
+                ("beats_champion", gate.beats_champion),
+                ("beats_boosted_trees", gate.beats_boosted_trees),
+            )
+        ],
+    )

@@ -19,7 +19,8 @@ from unittest import mock
 import dagster as dg
 import polars as pl
 
-from assets import features, ingestion
+from assets import bronze, features
+from assets.partitions import range_tags
 from ml.ingest.batch import ingest_days, read_reference
 from ml.ingest.landing_zone import LandingZone
 from ml.ingest.replay import replay
@@ -27,11 +28,10 @@ from ml.ingest.validation import validate_flights
 from ml.lake.delta import DeltaStore
 from ml.lake.schemas import AIRLINES_LANDING, AIRPORTS_LANDING, FLIGHTS_LANDING
 from ml.text_tables import text_table
-from orchestration.partitions import range_tags
 from resources import LakeResource, LandingResource
 
 FIRST_DAY, LAST_DAY = dt.date(2013, 1, 1), dt.date(2013, 12, 31)
-ASSETS = dg.load_assets_from_modules([ingestion, features])
+ASSETS = dg.load_assets_from_modules([bronze, features])
 REFERENCE = ("bronze/planes", "bronze/airports", "bronze/airlines")
 BRONZE = ("bronze/flights", "bronze/weather")
 FEATURES = ("features/flight_features",)
@@ -85,7 +85,7 @@ class Timers:
 
     Each target is (owner, attribute): the attribute is replaced by a timing wrapper for
     the duration of `patched()`. Patch a function where its caller looks it up (e.g.
-    `assets.features.build_features`, not `ml.features.flight_features.build_features`).
+    `ml.features.build.build_features`, not `ml.features.flight_features.build_features`).
     """
 
     targets: dict[str, tuple[object, str]]
@@ -253,13 +253,15 @@ def files_of(store: DeltaStore, table: str) -> str:
 def bronze_flights_frame(landing: Path, days: Sequence[dt.date]) -> pl.DataFrame:
     """Valid bronze rows of `days`, produced by the ingestion code path the asset uses."""
     zone = LandingZone(str(landing), str(landing.parent / "quarantine-frames"))
-    airports = read_reference(zone, AIRPORTS_LANDING)["faa"].to_list()
-    carriers = read_reference(zone, AIRLINES_LANDING)["carrier"].to_list()
+    now = dt.datetime.now(dt.UTC)
+    airports = read_reference(zone, AIRPORTS_LANDING, now=now)["faa"].to_list()
+    carriers = read_reference(zone, AIRLINES_LANDING, now=now)["carrier"].to_list()
     batch = ingest_days(
         zone,
         FLIGHTS_LANDING,
         list(days),
         lambda frame: validate_flights(frame, airports, carriers),
+        now=now,
     )
     return batch.valid
 

@@ -32,11 +32,11 @@ from unittest import mock
 
 import dagster as dg
 
+from assets.partitions import range_tags
 from benchmarks.common import Report, arguments, replay_landing
 from devtools.postgres import k8s_storage, local_postgres
 from devtools.services import dagster_services
 from orchestration.definitions import build_definitions
-from orchestration.partitions import range_tags
 
 TARGET = 0.10
 HISTORY_FIRST, HISTORY_LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 28)

@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import assets.features
+import ml.features.build
 from benchmarks.common import (
     BRONZE,
     FEATURES,
@@ -43,28 +43,25 @@ from benchmarks.common import (
     secs,
     spread,
 )
-from ml.lake.delta import DeltaStore
-from orchestration.maintenance import LAKE_TABLES
+from ml.lake.delta import VACUUM_RETENTION_HOURS, DeltaStore
 
 TARGET = 1.2
 EARLY = 30
-RETENTION_HOURS = 168  # the maintenance job's default
 
 
 def maintain_all(store: DeltaStore) -> dict[str, object]:
     files_removed = files_added = 0
-    for table in LAKE_TABLES:
-        if store.exists(table):
-            stats = store.maintain(table, RETENTION_HOURS)
-            files_removed += int(stats["files_removed"])  # type: ignore[call-overload]
-            files_added += int(stats["files_added"])  # type: ignore[call-overload]
+    for table in store.tables():
+        stats = store.maintain(table, VACUUM_RETENTION_HOURS)
+        files_removed += int(stats["files_removed"])  # type: ignore[call-overload]
+        files_added += int(stats["files_added"])  # type: ignore[call-overload]
     return {"files_removed": files_removed, "files_added": files_added}
 
 
 def features_timers() -> Timers:
     return Timers(
         {
-            "build_features": (assets.features, "build_features"),
+            "build_features": (ml.features.build, "build_features"),
             "read_days (bronze)": (DeltaStore, "read_days"),
             "replace_days (features)": (DeltaStore, "replace_days"),
         }

@@ -18,6 +18,7 @@ the ten reloads.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -149,9 +150,9 @@ def reload_under_load(
             time.sleep(max(0.0, begun + (change + 1) * step - time.perf_counter()))
             target = platform.other if change % 2 == 0 else platform.champion
             if change % 4 < 2:
-                registry.promote(target, f"load benchmark change {change}")
+                registry.promote(target, f"load benchmark change {change}", now=dt.datetime.now(dt.UTC))
             else:
-                registry.rollback(target, f"load benchmark rollback {change}")
+                registry.rollback(target, f"load benchmark rollback {change}", now=dt.datetime.now(dt.UTC))
             started = time.perf_counter()
             status, answer = post(connection, "/v1/admin/reload", b"", ADMIN_TOKEN)
             took = time.perf_counter() - started
@@ -172,7 +173,7 @@ def reload_under_load(
     finally:
         connection.close()
         load.join()
-        registry.promote(platform.champion, "load benchmark done")
+        registry.promote(platform.champion, "load benchmark done", now=dt.datetime.now(dt.UTC))
     if "wrk" not in outcome:
         raise RuntimeError("wrk did not finish during the reloads")
     return outcome["wrk"], changes

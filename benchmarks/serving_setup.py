@@ -118,9 +118,10 @@ def build_platform(root: Path, days: int) -> ServingPlatform:
                 git_commit="benchmark",
                 params={**params["train"], "hash": params_hash(params["train"])},
                 metrics={"test": metrics["test"]},
+                now=dt.datetime.now(dt.UTC),
             )
         )
-    registry.promote(versions[0], "serving benchmark")
+    registry.promote(versions[0], "serving benchmark", now=dt.datetime.now(dt.UTC))
     return ServingPlatform(root=root, last_day=last, champion=versions[0], other=versions[1])
 
 

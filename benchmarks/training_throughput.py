@@ -46,13 +46,14 @@ from benchmarks.common import (
     ratio,
     replay_landing,
 )
+from ml.lake.tables import FEATURES_TABLE
 from ml.training import train
 from ml.training.model import ModelConfig, TabularNet
 from ml.training.params import load_params
 from ml.training.preprocess import Preprocessor
 from ml.training.progress import device_name
 from ml.training.trainer import TrainParams
-from ml.training.training_set import FEATURES_TABLE, SplitSizes, split_by_time, write_snapshot
+from ml.training.training_set import SplitSizes, split_by_time, write_snapshot
 
 PROJECT = Path(__file__).resolve().parents[1]
 TARGET = 0.9

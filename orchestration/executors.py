@@ -1,7 +1,7 @@
 """How a run executes its steps: in one process (the default) or one Kubernetes pod per step.
 
 `PLATFORM_EXECUTOR=k8s_job` opts into `dagster_k8s.k8s_job_executor`: each step becomes a
-Kubernetes Job sized by the `dagster-k8s/config` tags of its asset (`orchestration.step_resources`),
+Kubernetes Job sized by the `dagster-k8s/config` tags of its asset (`assets.step_resources`),
 so a year of features gets the memory it needs without every light step asking for as much.
 It only makes sense where runs are Kubernetes Jobs already, so it needs the `k8s` profile.
 """

@@ -4,42 +4,45 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.partitions import daily_partitions
+from assets.selection import select
 
-reference_job = dg.define_asset_job(
+
+def asset_job(name: str, description: str, *keys: str) -> dg.UnresolvedAssetJobDefinition:
+    """A job of the assets with these keys; partitioned like them."""
+    return dg.define_asset_job(name, selection=select(*keys), description=description)
+
+
+reference_job = asset_job(
     "reference_data",
-    selection=dg.AssetSelection.keys("bronze/planes", "bronze/airports", "bronze/airlines"),
-    description="Replace the reference tables from their landing files.",
+    "Replace the reference tables from their landing files.",
+    "bronze/planes",
+    "bronze/airports",
+    "bronze/airlines",
 )
-
-bronze_job = dg.define_asset_job(
+bronze_job = asset_job(
     "bronze_ingestion",
-    selection=dg.AssetSelection.keys("bronze/flights", "bronze/weather"),
-    partitions_def=daily_partitions,
-    description="Bronze of one day or a range of days; the landing sensor's target (features follow by automation).",
+    "Bronze of one day or a range of days; the landing sensor's target (features follow by automation).",
+    "bronze/flights",
+    "bronze/weather",
 )
-
-daily_ingestion_job = dg.define_asset_job(
+daily_ingestion_job = asset_job(
     "daily_ingestion",
-    selection=dg.AssetSelection.keys("bronze/flights", "bronze/weather", "features/flight_features"),
-    partitions_def=daily_partitions,
-    description="Bronze and features of one day or a range of days, in one run.",
+    "Bronze and features of one day or a range of days, in one run.",
+    "bronze/flights",
+    "bronze/weather",
+    "features/flight_features",
 )
-
-training_job = dg.define_asset_job(
+training_job = asset_job(
     "train_evaluate_promote",
-    selection=dg.AssetSelection.keys(
-        "training/training_set",
-        "training/candidate_model",
-        "training/evaluation",
-        "deployment/champion_model",
-    ),
-    description="Snapshot the training set, train a candidate, evaluate it and promote it if the gate passes.",
+    "Snapshot the training set, train a candidate, evaluate it and promote it if the gate passes.",
+    "training/training_set",
+    "training/candidate_model",
+    "training/evaluation",
+    "deployment/champion_model",
 )
-
-online_snapshot_job = dg.define_asset_job(
+online_snapshot_job = asset_job(
     "online_snapshot",
-    selection=dg.AssetSelection.keys("features/online_snapshot"),
-    description="Publish what the model server adds to a request, as of the last feature day "
+    "Publish what the model server adds to a request, as of the last feature day "
     "(automation does this after every features update).",
+    "features/online_snapshot",
 )

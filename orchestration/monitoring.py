@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from orchestration.schedules import stopped_schedule
+
 monitoring_job = dg.define_asset_job(
     "monitoring",
     selection=dg.AssetSelection.groups("monitoring"),
@@ -9,11 +11,9 @@ monitoring_job = dg.define_asset_job(
     "a breach leaves a signal for the retraining sensor.",
 )
 
-monitoring_schedule = dg.ScheduleDefinition(
-    name="daily_monitoring",
-    job=monitoring_job,
-    cron_schedule="30 7 * * *",
-    execution_timezone="America/New_York",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Monitoring daily at 07:30 New York time, an hour after the daily ingestion.",
+monitoring_schedule = stopped_schedule(
+    "daily_monitoring",
+    monitoring_job,
+    "30 7 * * *",
+    "Monitoring daily at 07:30 New York time, an hour after the daily ingestion.",
 )

@@ -1,5 +1,7 @@
 """Registry operations as jobs: rollback to an earlier model version from the UI or a schedule."""
 
+import datetime as dt
+
 import dagster as dg
 from pydantic import Field
 
@@ -14,7 +16,9 @@ class RollbackConfig(dg.Config):
 
 @dg.op(description="Make an earlier registered version the champion; the current one is archived.")
 def rollback_champion(context: dg.OpExecutionContext, config: RollbackConfig, lake: LakeResource) -> None:
-    previous = ModelRegistry(lake.store()).rollback(config.version, config.reason)
+    previous = ModelRegistry(lake.store()).rollback(
+        config.version, config.reason, now=dt.datetime.now(dt.UTC)
+    )
     context.log.info(
         f"v{config.version} is the champion" + (f"; v{previous.version} archived" if previous else "")
     )

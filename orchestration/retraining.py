@@ -8,14 +8,13 @@ import json
 import dagster as dg
 import polars as pl
 
-from assets.training import TRAINING_SET_PATH
+from ml.lake.tables import DRIFT_SIGNALS_TABLE, FEATURES_TABLE
+from ml.registry.dvc_repo import TRAINING_SET_PATH
+from ml.settings import NEW_YORK
 from ml.training.retrain_policy import DriftSignal, decide
-from ml.training.training_set import FEATURES_TABLE, MANIFEST
+from ml.training.training_set import MANIFEST
 from orchestration.jobs import training_job
 from resources import DvcResource, LakeResource, RetrainPolicy
-from resources.automation import DRIFT_SIGNALS_TABLE
-
-NEW_YORK = "America/New_York"
 
 
 def _last_cutoff(dvc: DvcResource) -> dt.date | None:

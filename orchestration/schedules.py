@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ml.settings import NEW_YORK
 from orchestration.jobs import daily_ingestion_job
 
 DEFAULT_AT = "06:30"
+
+
+def stopped_schedule(
+    name: str, job: dg.JobDefinition | dg.UnresolvedAssetJobDefinition, cron: str, description: str
+) -> dg.ScheduleDefinition:
+    """A schedule in the data's time zone, off until an operator turns it on in the UI."""
+    return dg.ScheduleDefinition(
+        name=name,
+        job=job,
+        cron_schedule=cron,
+        execution_timezone=NEW_YORK,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=description,
+    )
 
 
 def daily_ingestion_schedule(at: str = DEFAULT_AT) -> dg.ScheduleDefinition:

@@ -6,9 +6,10 @@ import datetime as dt
 
 import dagster as dg
 
+from assets.partitions import FIRST_DAY, LAST_DAY, range_tags
+from assets.selection import select
 from ml.ingest.watch import plan, read_cursor, write_cursor
 from orchestration.jobs import bronze_job
-from orchestration.partitions import FIRST_DAY, LAST_DAY, range_tags
 from resources import LandingResource, LandingWatch
 
 DATASETS = ("flights", "weather")
@@ -24,16 +25,17 @@ def landing_sensor(
     context: dg.SensorEvaluationContext, landing: LandingResource, landing_watch: LandingWatch
 ) -> dg.SensorResult:
     zone = landing.zone()
+    now = dt.datetime.now(dt.UTC)
     present = []
     for dataset in DATASETS:
-        inventory = zone.scan(dataset, FIRST_DAY, LAST_DAY)
+        inventory = zone.scan(dataset, FIRST_DAY, LAST_DAY, now=now)
         for moved in inventory.quarantined:
             context.log.warning(f"quarantined {moved.source}: {moved.reason} -> {moved.destination}")
         present += inventory.files
     decided = plan(
         present,
         read_cursor(context.cursor),
-        dt.datetime.now(dt.UTC),
+        now,
         landing_watch.settle_seconds,
         landing_watch.max_days_per_run,
     )
@@ -62,7 +64,7 @@ def landing_sensor(
 
 features_automation_sensor = dg.AutomationConditionSensorDefinition(
     "features_automation",
-    target=dg.AssetSelection.keys("features/flight_features", "features/online_snapshot"),
+    target=select("features/flight_features", "features/online_snapshot"),
     minimum_interval_seconds=10,
     description="Evaluates the automation conditions of the features and the online snapshot every 10 s "
     "(Dagster's default sensor: 30 s).",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-DRIFT_SIGNALS_TABLE = "monitoring/drift_signals"
+from ml.lake.tables import DRIFT_SIGNALS_TABLE
 
 
 class LandingWatch(dg.ConfigurableResource):

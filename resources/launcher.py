@@ -135,7 +135,7 @@ class K8sLauncher(TrainingLauncher):
             command=command,
             namespace=self.namespace,
             base_pod_meta={
-                "labels": pod_labels(settings, context.run_id, context.asset_key.to_user_string())
+                "labels": pod_labels(settings, context.run.run_id, context.asset_key.to_user_string())
             },
             base_pod_spec=pod_spec(settings, command),
             pod_wait_timeout=run_timeout,

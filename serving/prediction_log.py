@@ -27,7 +27,8 @@ import polars as pl
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ml.lake.delta import DeltaStore
-from ml.monitoring.tables import PREDICTION_LOG_SCHEMA, PREDICTIONS_TABLE, append
+from ml.lake.tables import PREDICTIONS_TABLE
+from ml.monitoring.tables import PREDICTION_LOG_SCHEMA, append
 from ml.online.features import Schedule, flight_date
 from serving.schemas import request_frame
 
@@ -116,13 +117,15 @@ class PredictionLog:
         snapshot_id: str,
         request_id: str | None = None,
         flight_numbers: Sequence[int | None] | None = None,
+        *,
+        requested_at: dt.datetime,
     ) -> str:
         """Queue one request's answers; returns the request id. Rows are built by the writer, not here."""
         answer = _Answer(
             flights=flights,
             probabilities=np.asarray(probabilities, dtype=np.float64),
             request_id=(request_id or uuid.uuid4().hex)[:128],
-            requested_at=dt.datetime.now(dt.UTC),
+            requested_at=requested_at,
             model_version=model_version,
             snapshot_id=snapshot_id,
             flight_numbers=flight_numbers if flight_numbers is not None else [None] * len(flights),

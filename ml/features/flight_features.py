@@ -14,7 +14,8 @@ from collections.abc import Iterable
 import holidays
 import polars as pl
 
-from ml.lake.schemas import NEW_YORK, TIMESTAMP_UTC
+from ml.lake.schemas import TIMESTAMP_UTC
+from ml.settings import NEW_YORK
 
 DELAY_MINUTES = 15
 WINDOWS = (7, 28)
@@ -248,7 +249,9 @@ def build_features(
     wanted = pl.Series(sorted(set(days)), dtype=pl.Date)
     if wanted.is_empty():
         raise ValueError("no days to build features for")
-    targets = flights.filter(pl.col("flight_date").is_in(wanted) & pl.col("arr_delay").is_not_null())
+    targets = flights.filter(
+        pl.col("flight_date").is_in(wanted.implode()) & pl.col("arr_delay").is_not_null()
+    )
     base = targets.select(
         *KEY_COLUMNS,
         "dest",

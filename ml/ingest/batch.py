@@ -63,7 +63,12 @@ class Batch:
 
 
 def ingest_days(
-    zone: LandingZone, contract: LandingContract, days: Sequence[dt.date], validate: Validator
+    zone: LandingZone,
+    contract: LandingContract,
+    days: Sequence[dt.date],
+    validate: Validator,
+    *,
+    now: dt.datetime,
 ) -> Batch:
     zone.ensure_exists()
     problems: list[str] = []
@@ -76,7 +81,7 @@ def ingest_days(
             problems.append(str(exc))
     parsed = parse_landing_files([(uri, data) for uri, (_, data) in files.items()], contract)
     for uri, error in parsed.errors.items():
-        moved = zone.quarantine(uri, error.cause)
+        moved = zone.quarantine(uri, error.cause, now=now)
         problems.append(f"{error} (quarantined to {moved.destination})")
     if problems:
         raise IngestionError(
@@ -96,14 +101,14 @@ def ingest_days(
     return Batch(landed, validated.valid, validated.rejects)
 
 
-def read_reference(zone: LandingZone, contract: LandingContract) -> pl.DataFrame:
+def read_reference(zone: LandingZone, contract: LandingContract, *, now: dt.datetime) -> pl.DataFrame:
     """A dimension file, parsed and de-duplicated on its first column; bad files are quarantined."""
     uri = zone.reference_uri(contract.dataset)
     data = zone.read(uri)
     try:
         typed = parse_landing_csv(data, contract, uri)
     except LandingFileError as exc:
-        moved = zone.quarantine(uri, exc.cause)
+        moved = zone.quarantine(uri, exc.cause, now=now)
         raise IngestionError(f"{exc} (quarantined to {moved.destination})") from exc
     key = contract.names[0]
     return (

@@ -42,7 +42,8 @@ class LandedFile:
     day: dt.date
     uri: str
     signature: str
-    modified: dt.datetime
+    modified: dt.datetime | None
+    """None where the store gives no modification time: such a file is not waited on to settle."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class LandingZone:
         latest = max(notes, key=lambda n: n["quarantined_at"])
         return f" (it was quarantined: {latest['reason']})"
 
-    def quarantine(self, uri: str, reason: str) -> QuarantinedFile:
+    def quarantine(self, uri: str, reason: str, *, now: dt.datetime) -> QuarantinedFile:
         """Move a file into quarantine with a reason file; named by content if the name is taken."""
         fs, path = self._fs(uri)
         with fs.open_input_stream(path) as stream:
@@ -127,7 +128,7 @@ class LandingZone:
         with qfs.open_output_stream(target) as out:
             out.write(data)
         note = {"source": uri, "reason": reason, "md5": digest, "bytes": len(data)}
-        note["quarantined_at"] = dt.datetime.now(dt.UTC).isoformat()
+        note["quarantined_at"] = now.isoformat()
         with qfs.open_output_stream(f"{target}.reason.json") as out:
             out.write(json.dumps(note, indent=2).encode())
         fs.delete_file(path)
@@ -135,7 +136,7 @@ class LandingZone:
         destination = f"{scheme}://{target}" if scheme else target
         return QuarantinedFile(source=uri, destination=destination, reason=reason)
 
-    def scan(self, dataset: str, first: dt.date, last: dt.date) -> LandingInventory:
+    def scan(self, dataset: str, first: dt.date, last: dt.date, *, now: dt.datetime) -> LandingInventory:
         """Day files of a dataset; names that are no day of [first, last] go to quarantine."""
         self.ensure_exists()
         fs, base = self._fs(self.uri(dataset))
@@ -149,12 +150,12 @@ class LandingZone:
             uri = self.uri(dataset, info.base_name)
             reason = _name_problem(info.base_name, first, last)
             if reason:
-                inventory.quarantined.append(self.quarantine(uri, reason))
+                inventory.quarantined.append(self.quarantine(uri, reason, now=now))
                 continue
             day = dt.date.fromisoformat(info.base_name[:10])
             inventory.days[day] = uri
-            modified = info.mtime or dt.datetime.now(dt.UTC)
-            if modified.tzinfo is None:
+            modified = info.mtime
+            if modified is not None and modified.tzinfo is None:
                 modified = modified.replace(tzinfo=dt.UTC)
             signature = f"{info.size}:{info.mtime_ns}"
             inventory.files.append(LandedFile(dataset, day, uri, signature, modified))

@@ -58,5 +58,5 @@ def read_source(dataset: str) -> pl.DataFrame:
         return pl.read_csv(io.BytesIO(raw), infer_schema=False, null_values=NULL_VALUES)
     frame = pl.read_csv(folder / f"{dataset}.csv", infer_schema=False, null_values=NULL_VALUES)
     if dataset == "airports":
-        frame = pl.concat([frame, AIRPORTS_SUPPLEMENT.filter(~pl.col("faa").is_in(frame["faa"]))])
+        frame = pl.concat([frame, AIRPORTS_SUPPLEMENT.filter(~pl.col("faa").is_in(frame["faa"].implode()))])
     return frame

@@ -18,13 +18,13 @@ from ml.lake.schemas import (
     BRONZE_WEATHER_SCHEMA,
     FLIGHT_KEY,
     FLIGHTS_LANDING,
-    NEW_YORK,
     REJECTS_SCHEMA,
     TIMESTAMP_UTC,
     WEATHER_KEY,
     WEATHER_LANDING,
     LandingContract,
 )
+from ml.settings import NEW_YORK
 
 REASON = "__reason"
 DAY_COLUMN = "__day"
@@ -134,9 +134,9 @@ def validate_flights(typed: pl.DataFrame, airports: Collection[str], carriers: C
         ),
         (pl.col("distance") <= 0, "non-positive distance"),
         (pl.col("air_time") < 0, "negative air_time"),
-        (pl.col("origin").is_in(airports_s).not_(), "unknown origin airport"),
-        (pl.col("dest").is_in(airports_s).not_(), "unknown destination airport"),
-        (pl.col("carrier").is_in(carriers_s).not_(), "unknown carrier"),
+        (pl.col("origin").is_in(airports_s.implode()).not_(), "unknown origin airport"),
+        (pl.col("dest").is_in(airports_s.implode()).not_(), "unknown destination airport"),
+        (pl.col("carrier").is_in(carriers_s.implode()).not_(), "unknown carrier"),
     ]
     frame = frame.with_columns(pl.col(DAY_COLUMN).alias("flight_date"))
     good, rejects = _apply(frame, rules, FLIGHT_KEY)
@@ -152,7 +152,7 @@ def validate_weather(typed: pl.DataFrame, airports: Collection[str]) -> Validate
     rules = _common_rules(WEATHER_LANDING)
     rules += [
         ((pl.col("hour") < 0) | (pl.col("hour") > 23), "impossible hour"),
-        (pl.col("origin").is_in(airports_s).not_(), "unknown origin airport"),
+        (pl.col("origin").is_in(airports_s.implode()).not_(), "unknown origin airport"),
         ((pl.col("humid") < 0) | (pl.col("humid") > 100), "humidity outside 0..100"),
         ((pl.col("wind_dir") < 0) | (pl.col("wind_dir") > 360), "wind_dir outside 0..360"),
         (pl.col("visib") < 0, "negative visibility"),

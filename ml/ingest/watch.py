@@ -95,7 +95,7 @@ def plan(
         listed.add(f.uri)
         if seen.get(f.uri) == f.signature:
             continue
-        if (now - f.modified).total_seconds() < settle_seconds:
+        if f.modified is not None and (now - f.modified).total_seconds() < settle_seconds:
             settling.append(f)
             continue
         if f.uri in seen:

@@ -28,6 +28,8 @@ TABLE_CONFIGURATION = {
     "delta.logRetentionDuration": "interval 30 days",
 }
 COMMIT_ATTEMPTS = 8
+VACUUM_RETENTION_HOURS = 168
+"""Files no longer referenced for this long are deleted by the maintenance vacuum."""
 
 
 class LineageError(RuntimeError):
@@ -69,7 +71,7 @@ def check_rows_within(frame: pl.DataFrame, column: str, days: Sequence[dt.date])
     values = frame[column]
     if values.null_count():
         raise PartitionWriteRefusedError(f"{values.null_count()} row(s) have no {column}")
-    outside = frame.filter(~values.is_in(pl.Series(sorted(set(days)), dtype=pl.Date)))
+    outside = frame.filter(~values.is_in(pl.Series(sorted(set(days)), dtype=pl.Date).implode()))
     if outside.height:
         example = outside[column][0]
         raise PartitionWriteRefusedError(
@@ -285,6 +287,19 @@ class DeltaStore:
             "log_cleaned": not keep_versions,
             "version": int(self.table(table).version()),
         }
+
+    def tables(self) -> list[str]:
+        """Every Delta table under the root (`prefix/name`), found by its `_delta_log`, sorted."""
+        fs, root = filesystem(self.root, self._options)
+        found = []
+        for info in fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True)):
+            relative = info.path.removeprefix(root.rstrip("/") + "/")
+            parts = relative.split("/")
+            if (len(parts) == 3 and parts[2] == "_delta_log" and info.type == pafs.FileType.Directory) or (
+                len(parts) == 4 and parts[2] == "_delta_log" and parts[3].endswith(".json")
+            ):
+                found.append(f"{parts[0]}/{parts[1]}")
+        return sorted(set(found))
 
     def history(self, table: str, limit: int | None = None) -> list[dict]:
         return self.table(table).history(limit)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import polars as pl
 
-NEW_YORK = "America/New_York"
 UTC = "UTC"
 NULL_VALUES = ["NA", ""]
 

@@ -18,6 +18,8 @@ prediction, so a client polling one flight does not outweigh a day of traffic.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 from matplotlib.figure import Figure
 
@@ -164,6 +166,14 @@ def daily_performance(
             }
         )
     return pl.DataFrame(rows, schema=PERFORMANCE_SCHEMA, orient="row").sort("flight_date", "model_version")
+
+
+@dataclass(frozen=True)
+class PerformanceLimits:
+    """A scored day breaches under `auc_floor` ROC AUC or over `max_calibration_error`."""
+
+    auc_floor: float
+    max_calibration_error: float
 
 
 def performance_breaches(

@@ -1,4 +1,4 @@
-"""The monitoring tables: their names, the prediction log's schema, and appends to logs.
+"""The monitoring tables: the prediction log's schema and appends to logs (names in `ml.lake.tables`).
 
 The model server imports this module, so it stays light (no scikit-learn, no
 matplotlib): the server image does not carry the evaluation stack.
@@ -19,10 +19,6 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 
 from ml.lake.delta import COMMIT_ATTEMPTS, TABLE_CONFIGURATION, DeltaStore
 from ml.lake.schemas import TIMESTAMP_UTC
-
-PREDICTIONS_TABLE = "monitoring/predictions"
-DRIFT_TABLE = "monitoring/drift"
-LIVE_PERFORMANCE_TABLE = "monitoring/live_performance"
 
 PREDICTION_LOG_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.String(),

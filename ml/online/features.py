@@ -33,8 +33,9 @@ from ml.features.flight_features import (
     trailing_features,
     weather_features,
 )
-from ml.lake.schemas import NEW_YORK, TIMESTAMP_UTC
+from ml.lake.schemas import TIMESTAMP_UTC
 from ml.online.snapshot import OnlineSnapshot
+from ml.settings import NEW_YORK
 
 REQUEST_SCHEMA: dict[str, pl.DataType] = {
     "carrier": pl.String(),

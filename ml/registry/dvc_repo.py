@@ -16,6 +16,12 @@ from pathlib import Path
 
 import yaml
 
+TRAINING_SET_PATH = "data/training_set"
+"""Output of the `training_set` stage of dvc.yaml, relative to the repository root."""
+MODEL_PATH = "data/model"
+"""Output of the `train` stage of dvc.yaml."""
+PARAMS_FILE = "params.yaml"
+
 
 class DvcError(RuntimeError):
     pass

@@ -18,9 +18,8 @@ import polars as pl
 from ml.lake.delta import DeltaStore
 from ml.lake.schemas import TIMESTAMP_UTC
 from ml.lake.storage import exists
+from ml.lake.tables import REGISTRY_EVENTS, REGISTRY_MODELS
 
-MODELS = "registry/models"
-EVENTS = "registry/events"
 STATUSES = ("candidate", "champion", "archived", "rejected")
 
 MODELS_SCHEMA: dict[str, pl.DataType] = {
@@ -91,9 +90,9 @@ class ModelRegistry:
     store: DeltaStore
 
     def frame(self) -> pl.DataFrame:
-        if not self.store.exists(MODELS):
+        if not self.store.exists(REGISTRY_MODELS):
             return pl.DataFrame(schema=MODELS_SCHEMA)
-        return self.store.read(MODELS).sort("version")
+        return self.store.read(REGISTRY_MODELS).sort("version")
 
     def versions(self) -> list[ModelVersion]:
         return [ModelVersion.from_row(r) for r in self.frame().iter_rows(named=True)]
@@ -102,7 +101,7 @@ class ModelRegistry:
         for model in self.versions():
             if model.version == version:
                 return model
-        raise RegistryError(f"model version {version} is not registered in {self.store.uri(MODELS)}")
+        raise RegistryError(f"model version {version} is not registered in {self.store.uri(REGISTRY_MODELS)}")
 
     def champion(self) -> ModelVersion | None:
         champions = [m for m in self.versions() if m.status == "champion"]
@@ -125,12 +124,13 @@ class ModelRegistry:
         git_commit: str,
         params: dict[str, Any],
         metrics: dict[str, Any],
+        now: dt.datetime,
     ) -> int:
         current = self.frame()
         version = int(current["version"].max() or 0) + 1
         row = {
             "version": version,
-            "created_at": dt.datetime.now(dt.UTC),
+            "created_at": now,
             "status": "candidate",
             "artifact_uri": artifact_uri,
             "onnx_uri": onnx_uri,
@@ -144,7 +144,7 @@ class ModelRegistry:
             "metrics": json.dumps(metrics, sort_keys=True),
         }
         updated = pl.concat([current, pl.DataFrame([row], schema=MODELS_SCHEMA)])
-        self._write(updated, [(version, "", "candidate", "registered")])
+        self._write(updated, [(version, "", "candidate", "registered")], now)
         return version
 
     def update_metrics(self, version: int, metrics: dict[str, Any]) -> None:
@@ -155,15 +155,15 @@ class ModelRegistry:
             .otherwise(pl.col("metrics"))
             .alias("metrics")
         )
-        self.store.overwrite(MODELS, frame, {"registry_change": f"metrics of v{version}"})
+        self.store.overwrite(REGISTRY_MODELS, frame, {"registry_change": f"metrics of v{version}"})
 
-    def reject(self, version: int, reason: str) -> None:
+    def reject(self, version: int, reason: str, *, now: dt.datetime) -> None:
         model = self.get(version)
         if model.status == "champion":
             raise RegistryError(f"version {version} is the champion; roll back to another version instead")
-        self._transition({version: "rejected"}, reason)
+        self._transition({version: "rejected"}, reason, now)
 
-    def promote(self, version: int, reason: str) -> ModelVersion | None:
+    def promote(self, version: int, reason: str, *, now: dt.datetime) -> ModelVersion | None:
         """Make `version` the champion and archive the previous one; returns the previous champion."""
         model = self.get(version)
         check_artifacts(model, self.store.storage_options)
@@ -173,16 +173,16 @@ class ModelRegistry:
         changes = {version: "champion"}
         if previous is not None:
             changes[previous.version] = "archived"
-        self._transition(changes, reason)
+        self._transition(changes, reason, now)
         return previous
 
-    def rollback(self, to_version: int, reason: str = "rollback") -> ModelVersion | None:
+    def rollback(self, to_version: int, reason: str = "rollback", *, now: dt.datetime) -> ModelVersion | None:
         model = self.get(to_version)
         if model.status == "rejected":
             raise RegistryError(
                 f"version {to_version} was rejected by the promotion gate; it cannot be champion"
             )
-        return self.promote(to_version, reason)
+        return self.promote(to_version, reason, now=now)
 
     def needed_versions(self) -> dict[str, set[int]]:
         """Per lake table, the Delta versions that registered models were built from."""
@@ -193,11 +193,11 @@ class ModelRegistry:
         return needed
 
     def events(self) -> pl.DataFrame:
-        if not self.store.exists(EVENTS):
+        if not self.store.exists(REGISTRY_EVENTS):
             return pl.DataFrame(schema=EVENTS_SCHEMA)
-        return self.store.read(EVENTS).sort("at")
+        return self.store.read(REGISTRY_EVENTS).sort("at")
 
-    def _transition(self, changes: dict[int, str], reason: str) -> None:
+    def _transition(self, changes: dict[int, str], reason: str, now: dt.datetime) -> None:
         frame = self.frame()
         before = dict(zip(frame["version"], frame["status"], strict=True))
         status = pl.col("status")
@@ -206,16 +206,16 @@ class ModelRegistry:
         self._write(
             frame.with_columns(status.alias("status")),
             [(v, before[v], new, reason) for v, new in changes.items()],
+            now,
         )
 
-    def _write(self, frame: pl.DataFrame, events: list[tuple[int, str, str, str]]) -> None:
+    def _write(self, frame: pl.DataFrame, events: list[tuple[int, str, str, str]], now: dt.datetime) -> None:
         if frame.filter(pl.col("status") == "champion").height > 1:
             raise RegistryError("a registry change would leave two champions")
         if frame["version"].is_duplicated().any():
             raise RegistryError("a registry change would duplicate a version")
         label = "; ".join(f"v{v}: {a or 'new'} -> {b}" for v, a, b, _ in events)
-        self.store.overwrite(MODELS, frame.select(list(MODELS_SCHEMA)), {"registry_change": label})
-        now = dt.datetime.now(dt.UTC)
+        self.store.overwrite(REGISTRY_MODELS, frame.select(list(MODELS_SCHEMA)), {"registry_change": label})
         rows = pl.DataFrame(
             [
                 {"at": now, "version": v, "from_status": a, "to_status": b, "reason": r}
@@ -223,7 +223,7 @@ class ModelRegistry:
             ],
             schema=EVENTS_SCHEMA,
         )
-        self.store.overwrite(EVENTS, pl.concat([self.events(), rows]), {"registry_change": label})
+        self.store.overwrite(REGISTRY_EVENTS, pl.concat([self.events(), rows]), {"registry_change": label})
 
 
 def check_artifacts(model: ModelVersion, storage_options: Mapping[str, str] | None = None) -> None:

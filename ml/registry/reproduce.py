@@ -22,9 +22,10 @@ from pathlib import Path
 import yaml
 
 from ml.lake.delta import DeltaStore
+from ml.lake.tables import FEATURES_TABLE
 from ml.registry.dvc_repo import DvcError, DvcRepo
 from ml.registry.model_registry import ModelRegistry, RegistryError
-from ml.training.training_set import FEATURES_TABLE, folder_md5, read_manifest, sizes_of, snapshot_from_lake
+from ml.training.training_set import folder_md5, read_manifest, sizes_of, snapshot_from_lake
 
 TOLERANCE = 1e-9
 

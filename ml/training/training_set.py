@@ -19,9 +19,9 @@ import polars as pl
 
 from ml.features.flight_features import CATEGORICAL_FEATURES, KEY_COLUMNS, LABEL, NUMERIC_FEATURES
 from ml.lake.delta import DeltaStore
+from ml.lake.tables import FEATURES_TABLE
 
 SPLITS = ("train", "validation", "test")
-FEATURES_TABLE = "features/flight_features"
 MANIFEST = "manifest.json"
 
 

@@ -14,14 +14,15 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from assets.partitions import FIRST_DAY, LAST_DAY, daily_partitions
 from ml.ingest.landing_zone import LandingZone
 from ml.ingest.parse import count_data_rows
 from ml.ingest.replay import replay
-from orchestration.partitions import FIRST_DAY, LAST_DAY, daily_partitions
 from tests.conftest import ASSETS, Platform, day, failures, landing_file, uri
 
 FLIGHTS = "bronze/flights"
 REJECTS = "bronze/flights_rejects"
+NOW = dt.datetime(2014, 1, 1, tzinfo=dt.UTC)
 
 
 # --- duplicate deliveries -------------------------------------------------------------------------
@@ -72,7 +73,7 @@ def test_scan_quarantines_a_second_delivery_of_a_day_and_keeps_the_canonical_fil
     data = canonical.read_bytes() + b"2013,1,5,NA,NA,NA,NA,NA,NA,UA,1,NA,EWR,IAH,NA,1400,5,0,NA\n"
     copy.write_bytes(data)
 
-    inventory = platform.zone.scan("flights", FIRST_DAY, LAST_DAY)
+    inventory = platform.zone.scan("flights", FIRST_DAY, LAST_DAY, now=NOW)
 
     (moved,) = inventory.quarantined
     assert moved.source == uri(copy)
@@ -92,7 +93,7 @@ def test_scan_quarantines_a_second_delivery_of_a_day_and_keeps_the_canonical_fil
 def test_scan_leaves_hidden_files_alone(platform: Platform) -> None:
     hidden = platform.landing_dir / "flights" / ".2013-01-05.csv.tmp"
     hidden.write_bytes(b"half a file")
-    inventory = platform.zone.scan("flights", FIRST_DAY, LAST_DAY)
+    inventory = platform.zone.scan("flights", FIRST_DAY, LAST_DAY, now=NOW)
     assert inventory.quarantined == []
     assert hidden.read_bytes() == b"half a file"
 
@@ -107,7 +108,7 @@ def test_scan_leaves_hidden_files_alone(platform: Platform) -> None:
 def test_scan_quarantines_names_that_are_no_day(platform: Platform, name: str, reason: str) -> None:
     stray = platform.landing_dir / "flights" / name
     stray.write_bytes(b"x\n")
-    (moved,) = platform.zone.scan("flights", FIRST_DAY, LAST_DAY).quarantined
+    (moved,) = platform.zone.scan("flights", FIRST_DAY, LAST_DAY, now=NOW).quarantined
     assert moved.reason == reason
     assert not stray.exists()
     assert Path(moved.destination).read_bytes() == b"x\n"
@@ -121,7 +122,7 @@ def test_scan_quarantines_a_day_outside_the_partition_range(platform: Platform) 
     data = landing_file(platform, 3).read_bytes().replace(b"2013,1,3,", b"2014,1,3,")
     stray.write_bytes(data)
 
-    inventory = platform.zone.scan("flights", FIRST_DAY, LAST_DAY)
+    inventory = platform.zone.scan("flights", FIRST_DAY, LAST_DAY, now=NOW)
 
     (moved,) = inventory.quarantined
     assert moved.reason == "day 2014-01-03 is outside the partition range 2013-01-01..2013-12-31"
@@ -170,4 +171,4 @@ def test_the_last_partition_of_2013_can_be_ingested(platform: Platform) -> None:
 def test_scan_of_a_missing_landing_folder_names_it(tmp_path: Path) -> None:
     zone = LandingZone(str(tmp_path / "absent"), str(tmp_path / "quarantine"))
     with pytest.raises(FileNotFoundError, match=r"landing zone .*absent does not exist"):
-        zone.scan("flights", FIRST_DAY, LAST_DAY)
+        zone.scan("flights", FIRST_DAY, LAST_DAY, now=NOW)

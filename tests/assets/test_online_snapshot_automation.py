@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.partitions import range_tags
+from assets.partitions import range_tags
 from tests.conftest import ASSETS, Platform, day
 
 SNAPSHOT = dg.AssetKey(["features", "online_snapshot"])
@@ -14,7 +14,7 @@ def requested(platform: Platform, instance: dg.DagsterInstance, cursor: object =
     result = dg.evaluate_automation_conditions(
         defs=dg.Definitions(assets=ASSETS, resources=platform.resources),
         instance=instance,
-        asset_selection=dg.AssetSelection.keys(SNAPSHOT),
+        asset_selection=dg.AssetSelection.assets(SNAPSHOT),
         cursor=cursor,
     )
     return result.get_num_requested(SNAPSHOT) == 1, result.cursor

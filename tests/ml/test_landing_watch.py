@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 
-from ml.ingest.landing_zone import LandedFile
+from ml.ingest.landing_zone import LandedFile, LandingZone
 from ml.ingest.watch import contiguous, plan, read_cursor, write_cursor
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
@@ -12,7 +14,7 @@ OLD = NOW - dt.timedelta(minutes=5)
 
 
 def landed(
-    day: int, dataset: str = "flights", signature: str = "100:1", modified: dt.datetime = OLD
+    day: int, dataset: str = "flights", signature: str = "100:1", modified: dt.datetime | None = OLD
 ) -> LandedFile:
     d = dt.date(2013, 1, day)
     return LandedFile(dataset, d, f"landing/{dataset}/{d}.csv", signature, modified)
@@ -44,6 +46,27 @@ def test_a_file_still_being_written_waits_until_it_settles() -> None:
     assert waiting.cursor == {}
     settled = plan([copying], waiting.cursor, NOW + dt.timedelta(seconds=30), 10, 31)
     assert [r.first.day for r in settled.ranges] == [3]
+
+
+def test_a_file_without_a_modification_time_is_not_taken_for_one_being_written() -> None:
+    unknown = landed(4, modified=None)
+    for tick in range(3):
+        decided = plan(
+            [unknown], {}, NOW + dt.timedelta(minutes=tick), settle_seconds=10, max_days_per_run=31
+        )
+        assert decided.settling == []
+        assert [r.first.day for r in decided.ranges] == [4]
+
+
+def test_quarantine_stamps_the_time_it_is_given(tmp_path: Path) -> None:
+    zone = LandingZone(str(tmp_path / "landing"), str(tmp_path / "quarantine"))
+    (tmp_path / "landing" / "flights").mkdir(parents=True)
+    (tmp_path / "landing" / "flights" / "not-a-day.csv").write_text("year\n2013\n")
+    inventory = zone.scan("flights", dt.date(2013, 1, 1), dt.date(2013, 12, 31), now=NOW)
+    (moved,) = inventory.quarantined
+    note = json.loads(Path(f"{moved.destination}.reason.json").read_text())
+    assert note["quarantined_at"] == NOW.isoformat()
+    assert note["reason"] == "file name is not YYYY-MM-DD.csv"
 
 
 def test_a_file_that_disappears_is_reported_as_vanished() -> None:

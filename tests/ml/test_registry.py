@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ def register(registry: ModelRegistry, folder: Path, auc: float) -> int:
         git_commit="abc",
         params={"seed": 1},
         metrics={"roc_auc": auc},
+        now=dt.datetime.now(dt.UTC),
     )
 
 
@@ -45,11 +47,11 @@ def test_promotion_archives_the_previous_champion_and_rollback_restores_it(
     registry: ModelRegistry, tmp_path: Path
 ) -> None:
     v1, v2 = register(registry, tmp_path / "a", 0.7), register(registry, tmp_path / "b", 0.72)
-    assert registry.promote(v1, "gate passed") is None
-    previous = registry.promote(v2, "gate passed")
+    assert registry.promote(v1, "gate passed", now=dt.datetime.now(dt.UTC)) is None
+    previous = registry.promote(v2, "gate passed", now=dt.datetime.now(dt.UTC))
     assert previous is not None and previous.version == v1
     assert {m.version: m.status for m in registry.versions()} == {v1: "archived", v2: "champion"}
-    registry.rollback(v1, "bad predictions in production")
+    registry.rollback(v1, "bad predictions in production", now=dt.datetime.now(dt.UTC))
     assert {m.version: m.status for m in registry.versions()} == {v1: "champion", v2: "archived"}
     events = registry.events()
     assert set(events["to_status"].to_list()[-2:]) == {"champion", "archived"}
@@ -60,10 +62,10 @@ def test_a_version_whose_artifacts_are_gone_is_refused_and_the_champion_stays(
     registry: ModelRegistry, tmp_path: Path
 ) -> None:
     v1, v2 = register(registry, tmp_path / "a", 0.7), register(registry, tmp_path / "b", 0.72)
-    registry.promote(v1, "first")
+    registry.promote(v1, "first", now=dt.datetime.now(dt.UTC))
     (tmp_path / "b" / "model.onnx").unlink()
     with pytest.raises(RegistryError, match=r"version 2 points at .*model.onnx, which does not exist"):
-        registry.rollback(v2)
+        registry.rollback(v2, now=dt.datetime.now(dt.UTC))
     assert registry.champion().version == v1  # type: ignore[union-attr]
 
 
@@ -71,8 +73,8 @@ def test_rejected_versions_and_unknown_versions_cannot_become_champion(
     registry: ModelRegistry, tmp_path: Path
 ) -> None:
     v1 = register(registry, tmp_path / "a", 0.6)
-    registry.reject(v1, "worse than boosted trees")
+    registry.reject(v1, "worse than boosted trees", now=dt.datetime.now(dt.UTC))
     with pytest.raises(RegistryError, match="rejected"):
-        registry.rollback(v1)
+        registry.rollback(v1, now=dt.datetime.now(dt.UTC))
     with pytest.raises(RegistryError, match="version 9 is not registered"):
-        registry.rollback(9)
+        registry.rollback(9, now=dt.datetime.now(dt.UTC))

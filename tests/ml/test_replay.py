@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -21,6 +19,7 @@ from ml.lake.schemas import (
     PLANES_LANDING,
     WEATHER_LANDING,
 )
+from tests.conftest import module_help
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 3)
@@ -172,18 +171,10 @@ def test_an_unknown_dataset_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_help_runs_as_a_module_and_exits_zero() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "ml.ingest.replay", "--help"],
-        cwd=REPOSITORY,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("usage: python -m ml.ingest.replay")
+    shown = module_help("ml.ingest.replay")
+    assert shown.startswith("usage: python -m ml.ingest.replay")
     for option in ("--landing", "--start", "--end", "--datasets", "--force"):
-        assert option in done.stdout
+        assert option in shown
 
 
 def test_the_last_day_of_2013_is_written_and_its_flights_validate(

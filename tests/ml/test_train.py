@@ -15,10 +15,11 @@ import pytest
 import torch
 import yaml
 
+from ml.lake.tables import FEATURES_TABLE
 from ml.training import train
 from ml.training.model import ModelConfig, TabularNet
-from ml.training.training_set import FEATURES_TABLE, SplitSizes, split_by_time, write_snapshot
-from tests.conftest import Platform, day
+from ml.training.training_set import SplitSizes, split_by_time, write_snapshot
+from tests.conftest import Platform, day, module_help
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRST, LAST = day(1), day(21)
@@ -90,16 +91,9 @@ def params(tmp_path: Path) -> Path:
 
 
 def test_help_runs_as_a_subprocess() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "ml.training.train", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    shown = module_help("ml.training.train")
     for option in ("--training-set", "--out", "--params", "--device", "resumes"):
-        assert option in done.stdout
+        assert option in shown
 
 
 def test_standalone_training_writes_every_output(

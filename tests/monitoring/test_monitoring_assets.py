@@ -14,10 +14,9 @@ from sklearn.metrics import roc_auc_score
 from starlette.testclient import TestClient
 
 from assets import monitoring
-from ml.monitoring.tables import DRIFT_TABLE, LIVE_PERFORMANCE_TABLE, PREDICTIONS_TABLE
+from ml.lake.tables import DRIFT_SIGNALS_TABLE, DRIFT_TABLE, LIVE_PERFORMANCE_TABLE, PREDICTIONS_TABLE
 from orchestration.retraining import retrain_sensor
 from resources import DvcResource, LakeResource, RetrainPolicy
-from resources.automation import DRIFT_SIGNALS_TABLE
 from serving.app import create_app
 from tests.conftest import ASSETS, Served, bearer, day
 

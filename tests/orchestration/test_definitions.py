@@ -10,8 +10,8 @@ import dagster as dg
 import pytest
 
 from assets.features import flight_features
+from assets.partitions import daily_partitions
 from orchestration.definitions import build_definitions
-from orchestration.partitions import daily_partitions
 from orchestration.profiles import build_resources
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ def test_jobs_schedules_and_asset_groups() -> None:
     schedule = defs.resolve_schedule_def("weekly_maintenance")
     assert schedule.execution_timezone == "America/New_York"
     graph = defs.resolve_asset_graph()
-    assert graph.get(dg.AssetKey(["bronze", "flights"])).group_name == "ingestion"
+    assert graph.get(dg.AssetKey(["bronze", "flights"])).group_name == "bronze"
     assert graph.get(dg.AssetKey(["features", "flight_features"])).group_name == "features"
 
 
@@ -65,3 +65,16 @@ def test_profiles_point_storage_anywhere_and_refuse_unknown_profiles() -> None:
     assert resources["landing"].root == ".data/landing"  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="PLATFORM_PROFILE"):
         build_resources({"PLATFORM_PROFILE": "nope"})
+
+
+def test_every_asset_key_names_its_module_and_group() -> None:
+    """A reader finds the code of `bronze/flights` in `assets/bronze.py`, in the UI's group `bronze`."""
+    graph = build_definitions({}).resolve_asset_graph()
+    keys = sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
+    assert len(keys) >= 13
+    for key in keys:
+        prefix = key.path[0]
+        node = graph.get(key)
+        assert node.group_name == prefix, key.to_user_string()
+        module = node.assets_def.op.compute_fn.decorated_fn.__module__
+        assert module == f"assets.{prefix}", f"{key.to_user_string()} is defined in {module}"

@@ -11,9 +11,7 @@ from dagster_k8s import k8s_job_executor
 from dagster_k8s.job import get_user_defined_k8s_config
 from kubernetes.utils import parse_quantity
 
-from orchestration.definitions import build_definitions
-from orchestration.executors import build_executor
-from orchestration.step_resources import (
+from assets.step_resources import (
     EVALUATION,
     FEATURES,
     INGESTION,
@@ -21,6 +19,8 @@ from orchestration.step_resources import (
     TRAINING_SET,
     StepSize,
 )
+from orchestration.definitions import build_definitions
+from orchestration.executors import build_executor
 
 K8S = {"PLATFORM_PROFILE": "k8s", "PLATFORM_TRAINING_IMAGE": "registry.example.com/training:1"}
 SIZED = {

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dagster as dg
 import polars as pl
 
-from ml.monitoring.tables import DRIFT_TABLE, LIVE_PERFORMANCE_TABLE, PREDICTIONS_TABLE
+from ml.lake.tables import DRIFT_SIGNALS_TABLE, PREDICTIONS_TABLE
 from ml.registry.model_registry import ModelRegistry
-from orchestration.maintenance import LAKE_TABLES, maintenance
-from resources.automation import DRIFT_SIGNALS_TABLE
+from orchestration.maintenance import maintenance
 from tests.conftest import ASSETS, Platform, day
 
 
@@ -34,15 +35,23 @@ def test_maintenance_job_compacts_vacuums_and_keeps_rows(platform: Platform) -> 
     assert pl.read_delta(store.uri("bronze/airports")).height > 0
 
 
-def test_maintenance_covers_every_table_the_assets_write(platform: Platform) -> None:
+def test_maintenance_finds_and_compacts_every_table_under_the_lake_root(platform: Platform) -> None:
     platform.bronze(day(28), day(29))
     platform.features(day(29))
+    store = platform.store
+    for table in (PREDICTIONS_TABLE, DRIFT_SIGNALS_TABLE, "monitoring/a_log_added_later"):
+        store.overwrite(table, pl.DataFrame({"n": [1]}), {"writer": "test"})
     lake = platform.root / "lake"
     written = {str(log.parent.relative_to(lake)) for log in lake.glob("*/*/_delta_log")}
     assert {"bronze/flights", "bronze/flights_landing_log", "features/flight_features"} <= written
-    assert written <= set(LAKE_TABLES)
-    logs = {PREDICTIONS_TABLE, DRIFT_TABLE, LIVE_PERFORMANCE_TABLE, DRIFT_SIGNALS_TABLE}
-    assert logs <= set(LAKE_TABLES), "the monitoring tables are appended to and need compaction"
+    assert "monitoring/a_log_added_later" in written
+    assert store.tables() == sorted(written)
+
+    result = maintenance.execute_in_process(resources=platform.resources)
+    assert result.success
+    for table in written:
+        checkpoints = list((lake / table / "_delta_log").glob("*.checkpoint.parquet"))
+        assert checkpoints, f"{table} was not maintained (no checkpoint)"
 
 
 def _register_on_features(platform: Platform) -> int:
@@ -60,6 +69,7 @@ def _register_on_features(platform: Platform) -> int:
         git_commit="abc",
         params={},
         metrics={},
+        now=dt.datetime.now(dt.UTC),
     )
     return version
 

@@ -11,9 +11,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from assets.partitions import RANGE_END, RANGE_START
 from ml.ingest.replay import replay
 from orchestration.definitions import build_definitions
-from orchestration.partitions import RANGE_END, RANGE_START
 from orchestration.retraining import retrain_sensor
 from orchestration.schedules import daily_ingestion_schedule
 from orchestration.sensors import landing_sensor
@@ -170,7 +170,9 @@ def test_retraining_follows_new_feature_days_and_drift_signals(platform: Platfor
 
 
 def test_daily_ingestion_runs_yesterdays_partition_in_new_york_time() -> None:
-    schedule = daily_ingestion_schedule("06:30")
+    schedule = build_definitions({"PLATFORM_DAILY_INGESTION_AT": "06:30"}).resolve_schedule_def(
+        "daily_ingestion_schedule"
+    )
     assert schedule.cron_schedule == "30 6 * * *"
     assert schedule.execution_timezone == "America/New_York"
     context = dg.build_schedule_context(
@@ -183,11 +185,11 @@ def test_daily_ingestion_runs_yesterdays_partition_in_new_york_time() -> None:
 
 
 def test_weekly_retraining_runs_on_mondays_in_new_york_time_unless_configured() -> None:
-    default = build_definitions({}).get_schedule_def("weekly_retraining")
+    default = build_definitions({}).resolve_schedule_def("weekly_retraining")
     assert default.cron_schedule == "0 5 * * 1"
     assert default.execution_timezone == "America/New_York"
     assert default.job_name == "train_evaluate_promote"
-    configured = build_definitions({"PLATFORM_RETRAIN_CRON": "30 4 * * 0"}).get_schedule_def(
+    configured = build_definitions({"PLATFORM_RETRAIN_CRON": "30 4 * * 0"}).resolve_schedule_def(
         "weekly_retraining"
     )
     assert configured.cron_schedule == "30 4 * * 0"

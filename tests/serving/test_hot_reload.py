@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import threading
 import time
@@ -34,6 +35,7 @@ def register_copy(served: Served) -> int:
         git_commit=champion.git_commit,
         params=champion.params,
         metrics=champion.metrics,
+        now=dt.datetime.now(dt.UTC),
     )
 
 
@@ -74,9 +76,9 @@ def test_ten_promotions_under_load_fail_no_request_and_serve_only_the_champion_o
                 target = second if change % 2 == 0 else first
                 began = time.monotonic()
                 if change % 4 < 2:
-                    registry.promote(target, f"reload test change {change}")
+                    registry.promote(target, f"reload test change {change}", now=dt.datetime.now(dt.UTC))
                 else:
-                    registry.rollback(target, f"reload test rollback {change}")
+                    registry.rollback(target, f"reload test rollback {change}", now=dt.datetime.now(dt.UTC))
                 if change % 2 == 0:
                     reload = client.post("/v1/admin/reload", headers=bearer(ADMIN_TOKEN))
                     # "unchanged" when the poll got there first; either way the target serves now.
@@ -90,7 +92,7 @@ def test_ten_promotions_under_load_fail_no_request_and_serve_only_the_champion_o
             stop.set()
             for thread in threads:
                 thread.join()
-            registry.promote(first, "reload test done")
+            registry.promote(first, "reload test done", now=dt.datetime.now(dt.UTC))
 
     assert failures == []
     assert len(answers) > 4 * CHANGES

@@ -10,9 +10,9 @@ from polars.testing import assert_frame_equal
 from starlette.testclient import TestClient
 
 from ml.features.flight_features import build_features
-from ml.lake.schemas import NEW_YORK
 from ml.online.features import ONLINE_COLUMNS, REQUEST_SCHEMA, online_features
 from ml.online.snapshot import build_snapshot, current_id, load
+from ml.settings import NEW_YORK
 from ml.training.onnx_model import OnnxModel
 from tests.conftest import LAST_DAY, MAX_BATCH, Served, bearer, day
 

@@ -21,7 +21,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from ml.lake.delta import DeltaStore
-from ml.monitoring.tables import PREDICTION_LOG_SCHEMA, PREDICTIONS_TABLE
+from ml.lake.tables import PREDICTIONS_TABLE
+from ml.monitoring.tables import PREDICTION_LOG_SCHEMA
 from serving.app import create_app
 from serving.prediction_log import LogSettings, PredictionLog
 from tests.conftest import ADMIN_TOKEN, PROJECT, TOKEN, Served, bearer

@@ -23,7 +23,7 @@ from tests.storage.conftest import S3Platform
 WORKER = textwrap.dedent(
     """
     import os, sys, dagster as dg
-    from assets.ingestion import flights
+    from assets.bronze import flights
     from orchestration.profiles import build_resources
     result = dg.materialize([flights], resources=build_resources(os.environ), partition_key=sys.argv[1])
     sys.exit(0 if result.success else 1)

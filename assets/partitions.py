@@ -6,6 +6,8 @@ import datetime as dt
 
 import dagster as dg
 
+from ml.settings import NEW_YORK
+
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 FIRST_DAY = dt.date(2013, 1, 1)
@@ -14,7 +16,7 @@ LAST_DAY = dt.date(2013, 12, 31)
 daily_partitions = dg.DailyPartitionsDefinition(
     start_date=FIRST_DAY.isoformat(),
     end_date=(LAST_DAY + dt.timedelta(days=1)).isoformat(),
-    timezone="America/New_York",
+    timezone=NEW_YORK,
 )
 
 

@@ -1,0 +1,181 @@
+"""Bronze: landing files become Delta tables, validated, with rejects kept and counted.
+
+Each table has two companions written in the same run: `<table>_rejects` (rows that
+cannot be true, with the reason) and `<table>_landing_log` (per day: the file, its md5,
+rows delivered and rejected). Per-day detail lives in those tables rather than in the
+run's metadata, which Dagster copies into the event of every partition of a range run.
+"""
+
+import datetime as dt
+import functools
+
+import dagster as dg
+import polars as pl
+
+from assets.metadata import commit_metadata, delta_metadata
+from assets.partitions import daily_partitions, days_label, partition_days
+from assets.step_resources import INGESTION, k8s_step_tags
+from ml.ingest.batch import Validator, ingest_days, read_reference
+from ml.ingest.reconcile import Reconciliation, reconcile, write_days
+from ml.ingest.validation import validate_flights, validate_weather
+from ml.lake.delta import DeltaStore
+from ml.lake.schemas import (
+    AIRLINES_LANDING,
+    AIRPORTS_LANDING,
+    BRONZE_FLIGHTS_SCHEMA,
+    BRONZE_WEATHER_SCHEMA,
+    FLIGHT_KEY,
+    FLIGHTS_LANDING,
+    PLANES_LANDING,
+    WEATHER_KEY,
+    WEATHER_LANDING,
+    LandingContract,
+)
+from ml.lake.tables import (
+    BRONZE_AIRLINES,
+    BRONZE_AIRPORTS,
+    BRONZE_FLIGHTS,
+    BRONZE_PLANES,
+    BRONZE_WEATHER,
+)
+from resources import LakeResource, LandingResource
+
+GROUP = "bronze"
+
+
+def _dimension(contract: LandingContract, table: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=dg.AssetKey.from_user_string(table),
+        group_name=GROUP,
+        description=f"Reference table {contract.dataset}, replaced whole from its landing file.",
+        kinds={"delta", "polars"},
+    )
+    def _asset(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource):
+        frame = read_reference(landing.zone(), contract, now=dt.datetime.now(dt.UTC))
+        result = lake.store().overwrite(table, frame, commit_metadata(context, "unpartitioned"))
+        return dg.MaterializeResult(metadata=delta_metadata(result, frame))
+
+    return _asset
+
+
+planes = _dimension(PLANES_LANDING, BRONZE_PLANES)
+airports = _dimension(AIRPORTS_LANDING, BRONZE_AIRPORTS)
+airlines = _dimension(AIRLINES_LANDING, BRONZE_AIRLINES)
+
+
+def _checks(table: str) -> list[dg.AssetCheckSpec]:
+    asset = dg.AssetKey.from_user_string(table)
+    return [
+        dg.AssetCheckSpec(
+            "schema", asset=asset, blocking=True, description="Columns and types of the contract."
+        ),
+        dg.AssetCheckSpec("key_unique", asset=asset, blocking=True, description="One row per key."),
+        dg.AssetCheckSpec(
+            "reconciles_with_landing",
+            asset=asset,
+            blocking=True,
+            description="Rows in the table for the run's days equal landing rows minus rejects.",
+        ),
+    ]
+
+
+def _ingest_daily(
+    context: dg.AssetExecutionContext,
+    store: DeltaStore,
+    landing: LandingResource,
+    contract: LandingContract,
+    validate: Validator,
+    schema: dict[str, pl.DataType],
+    key: tuple[str, ...],
+) -> dg.MaterializeResult:
+    """The run's days of one daily table: ingested from their landing files, written with their companions."""
+    days = partition_days(context)
+    batch = ingest_days(landing.zone(), contract, days, validate, now=dt.datetime.now(dt.UTC))
+    table, day_column = context.asset_key.to_user_string(), contract.day_column
+    label = days_label(days)
+    written = write_days(store, table, batch, day_column, days, commit_metadata(context, label))
+    summary = reconcile(batch, written.stored, schema, key)
+    return dg.MaterializeResult(
+        metadata=delta_metadata(
+            written.table,
+            batch.valid,
+            days=label,
+            rejected=summary.rejected,
+            landing_rows=summary.landing_rows,
+            rejects_table=written.rejects.uri,
+            rejects_delta_version=written.rejects.version,
+            reject_reasons=dg.MetadataValue.json(summary.reject_reasons),
+            landing_log_table=written.landing_log.uri,
+            landing_log_delta_version=written.landing_log.version,
+            empty_days=summary.empty_days,
+        ),
+        check_results=_check_results(context.asset_key, summary),
+    )
+
+
+def _check_results(asset: dg.AssetKey, summary: Reconciliation) -> list[dg.AssetCheckResult]:
+    return [
+        dg.AssetCheckResult(
+            check_name="schema",
+            asset_key=asset,
+            passed=not summary.schema_problems,
+            metadata={"problems": dg.MetadataValue.json(summary.schema_problems)},
+        ),
+        dg.AssetCheckResult(
+            check_name="key_unique",
+            asset_key=asset,
+            passed=summary.duplicates == 0,
+            metadata={"duplicates": summary.duplicates},
+        ),
+        dg.AssetCheckResult(
+            check_name="reconciles_with_landing",
+            asset_key=asset,
+            passed=summary.reconciles,
+            metadata={"table_rows": summary.table_rows, "landing_minus_rejects": summary.expected_rows},
+        ),
+    ]
+
+
+DAILY: dict[str, object] = {
+    "group_name": GROUP,
+    "partitions_def": daily_partitions,
+    "backfill_policy": dg.BackfillPolicy.single_run(),
+    "kinds": {"delta", "polars"},
+    "op_tags": k8s_step_tags(INGESTION),
+}
+"""What the daily bronze tables share: a range of days is one run, in a pod sized for ingestion."""
+
+
+def _known(store: DeltaStore, table: str, column: str) -> list[str]:
+    return store.read(table).get_column(column).to_list()
+
+
+@dg.asset(
+    key=dg.AssetKey.from_user_string(BRONZE_FLIGHTS),
+    deps=[airports, airlines],
+    check_specs=_checks(BRONZE_FLIGHTS),
+    **DAILY,
+)
+def flights(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource):
+    """Flights of each day, from its landing file; invalid rows go to bronze/flights_rejects."""
+    store = lake.store()
+    airports, carriers = _known(store, BRONZE_AIRPORTS, "faa"), _known(store, BRONZE_AIRLINES, "carrier")
+    validate = functools.partial(validate_flights, airports=airports, carriers=carriers)
+    return _ingest_daily(
+        context, store, landing, FLIGHTS_LANDING, validate, BRONZE_FLIGHTS_SCHEMA, FLIGHT_KEY
+    )
+
+
+@dg.asset(
+    key=dg.AssetKey.from_user_string(BRONZE_WEATHER),
+    deps=[airports],
+    check_specs=_checks(BRONZE_WEATHER),
+    **DAILY,
+)
+def weather(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource):
+    """Hourly weather at the New York airports, by local day; invalid rows go to bronze/weather_rejects."""
+    store = lake.store()
+    validate = functools.partial(validate_weather, airports=_known(store, BRONZE_AIRPORTS, "faa"))
+    return _ingest_daily(
+        context, store, landing, WEATHER_LANDING, validate, BRONZE_WEATHER_SCHEMA, WEATHER_KEY
+    )

@@ -1,0 +1,77 @@
+"""Evaluate the newest candidate: the checks that it is the model of the pinned training set, then the gate.
+
+A candidate is only scored on the training set it was trained on (the DVC lock's md5
+must equal the registry's), with both models' artifacts present; a candidate that fails
+the gate is rejected in the registry, so it can never be promoted or rolled back to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from ml.evaluation.evaluate import EvaluationReport, evaluate
+from ml.lake.storage import join_uri
+from ml.registry.artifacts import ArtifactStore
+from ml.registry.dvc_repo import TRAINING_SET_PATH, DvcError, DvcRepo
+from ml.registry.model_registry import ModelRegistry, ModelVersion, RegistryError, check_artifacts
+
+
+@dataclass(frozen=True)
+class CandidateEvaluation:
+    candidate: ModelVersion
+    champion: ModelVersion | None
+    report: EvaluationReport
+    plots: dict[str, bytes]
+
+
+def newest_candidate(registry: ModelRegistry, repo: DvcRepo) -> ModelVersion:
+    """The newest candidate, refused unless the training set on disk is the one it was trained on."""
+    candidate = registry.latest("candidate")
+    if candidate is None:
+        raise RegistryError(
+            "no model version with status candidate to evaluate: materialize training/candidate_model"
+        )
+    check_artifacts(candidate, registry.store.storage_options)
+    on_disk = repo.locked_output("training_set", TRAINING_SET_PATH).md5
+    if on_disk != candidate.training_set_md5:
+        raise DvcError(
+            f"the training set in {repo.root / TRAINING_SET_PATH} ({on_disk}) is not the one candidate "
+            f"v{candidate.version} was trained on ({candidate.training_set_md5})"
+        )
+    return candidate
+
+
+def evaluate_candidate(
+    registry: ModelRegistry,
+    repo: DvcRepo,
+    artifacts: ArtifactStore,
+    champion_margin: float,
+    boosted_trees_tolerance: float,
+    now: dt.datetime,
+) -> CandidateEvaluation:
+    """Score the newest candidate against the champion and baselines, record it, reject it if it fails."""
+    candidate = newest_candidate(registry, repo)
+    champion = registry.champion()
+    if champion is not None:
+        check_artifacts(champion, registry.store.storage_options)
+    with ExitStack() as stack:
+        candidate_dir = stack.enter_context(artifacts.checkout(candidate.artifact_uri))
+        champion_dir = stack.enter_context(artifacts.checkout(champion.artifact_uri)) if champion else None
+        out = candidate_dir / "evaluation"
+        out.mkdir(parents=True, exist_ok=True)
+        report = evaluate(
+            repo.root / TRAINING_SET_PATH,
+            candidate_dir,
+            champion_dir,
+            out,
+            champion_margin,
+            boosted_trees_tolerance,
+        )
+        artifacts.publish(out, join_uri(candidate.artifact_uri, "evaluation"))
+        plots = {name: path.read_bytes() for name, path in report.plots.items()}
+    registry.update_metrics(candidate.version, {**candidate.metrics, **report.summary()})
+    if not report.gate.passed:
+        registry.reject(candidate.version, "promotion gate failed", now=now)
+    return CandidateEvaluation(candidate=candidate, champion=champion, report=report, plots=plots)

@@ -1,0 +1,84 @@
+"""Write a batch of days to a daily bronze table and its companions, and reconcile them.
+
+The table, `<table>_rejects` and `<table>_landing_log` are replaced for the same days
+with the same commit metadata, so a run's three versions belong together. The rows read
+back from the table's new version are then set against what the landing files
+delivered: stored rows must equal landing rows minus rejects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from ml.ingest.batch import Batch
+from ml.lake.delta import DeltaStore, WriteResult
+from ml.lake.quality import duplicate_keys, schema_problems
+from ml.lake.tables import landing_log_table, rejects_table
+
+
+@dataclass(frozen=True)
+class DailyWrite:
+    table: WriteResult
+    rejects: WriteResult
+    landing_log: WriteResult
+    stored: pl.DataFrame
+    """The table's rows for the batch's days, read back from the version just written."""
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """What a daily bronze write stored, set against what its landing files delivered."""
+
+    landing_rows: int
+    rejected: int
+    table_rows: int
+    schema_problems: list[str]
+    duplicates: int
+    reject_reasons: dict[str, int]
+    """Rejected rows per reason, most frequent first."""
+    empty_days: list[str]
+    """Days (ISO dates) whose landing file held no rows."""
+
+    @property
+    def expected_rows(self) -> int:
+        return self.landing_rows - self.rejected
+
+    @property
+    def reconciles(self) -> bool:
+        return self.table_rows == self.expected_rows
+
+
+def write_days(
+    store: DeltaStore,
+    table: str,
+    batch: Batch,
+    day_column: str,
+    days: Sequence[dt.date],
+    commit_metadata: Mapping[str, str],
+) -> DailyWrite:
+    result = store.replace_days(table, batch.valid, day_column, days, commit_metadata)
+    rejects = store.replace_days(rejects_table(table), batch.rejects, "day", days, commit_metadata)
+    ledger = store.replace_days(landing_log_table(table), batch.ledger(), "day", days, commit_metadata)
+    stored = store.read_days(table, day_column, days[0], days[-1], version=result.version).filter(
+        pl.col(day_column).is_in(days)
+    )
+    return DailyWrite(result, rejects, ledger, stored)
+
+
+def reconcile(
+    batch: Batch, stored: pl.DataFrame, schema: Mapping[str, pl.DataType], key: Sequence[str]
+) -> Reconciliation:
+    reasons = batch.rejects.group_by("reason").len().sort("len", descending=True)
+    return Reconciliation(
+        landing_rows=batch.landing_rows,
+        rejected=batch.rejects.height,
+        table_rows=stored.height,
+        schema_problems=schema_problems(dict(stored.schema), schema),
+        duplicates=duplicate_keys(stored, key),
+        reject_reasons=dict(reasons.iter_rows()),
+        empty_days=[d.day.isoformat() for d in batch.days if d.landing_rows == 0],
+    )

@@ -1,0 +1,83 @@
+"""A trained model folder becomes a registered candidate: pinned by DVC, published, registered.
+
+The order is what makes a candidate trustworthy: the DVC lock is committed before the
+registry row exists, so every registered version names a model md5 that DVC can restore.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ml.lake.storage import join_uri
+from ml.lake.tables import FEATURES_TABLE
+from ml.registry.artifacts import CHECKPOINTS, ArtifactStore
+from ml.registry.dvc_repo import MODEL_PATH, TRAINING_SET_PATH, DvcRepo
+from ml.registry.model_registry import ModelRegistry
+from ml.registry.provenance import git_commit, model_key
+from ml.training.training_set import read_manifest
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What one training of the pinned training set reads and where it writes, named by content."""
+
+    training_set: Path
+    training_set_md5: str
+    params: dict[str, Any]
+    key: str
+    out: Path
+
+
+@dataclass(frozen=True)
+class Candidate:
+    version: int
+    artifact_uri: str
+    model_md5: str
+
+
+def plan_training(repo: DvcRepo, artifacts: ArtifactStore, params: dict[str, Any]) -> TrainingRun:
+    """The run of the training set DVC pinned: its key (training-set md5 and params), hence its folder."""
+    training_md5 = repo.locked_output("training_set", TRAINING_SET_PATH).md5
+    key = model_key(training_md5, params.get("train", {}))
+    return TrainingRun(repo.root / TRAINING_SET_PATH, training_md5, params, key, artifacts.work_folder(key))
+
+
+def pin_model(repo: DvcRepo, out: Path) -> str:
+    """Copy the trained files (checkpoints excluded) to the `train` stage's output, commit and push it."""
+    pinned = repo.root / MODEL_PATH
+    if pinned.exists():
+        shutil.rmtree(pinned)
+    shutil.copytree(out, pinned, ignore=shutil.ignore_patterns(CHECKPOINTS))
+    repo.commit("train")
+    repo.push("train")
+    return repo.locked_output("train", MODEL_PATH).md5
+
+
+def register_candidate(
+    registry: ModelRegistry, repo: DvcRepo, artifacts: ArtifactStore, run: TrainingRun, now: dt.datetime
+) -> Candidate:
+    """Pin, publish and register the model that `run` wrote."""
+    manifest = read_manifest(run.training_set)
+    model_md5 = pin_model(repo, run.out)
+    metrics = json.loads((run.out / "metrics.json").read_text())
+    artifact_uri = artifacts.publish(run.out, artifacts.uri(run.key))
+    feature_version = int(manifest["source"]["feature_table_version"])
+    version = registry.register(
+        artifact_uri=artifact_uri,
+        onnx_uri=join_uri(artifact_uri, "model.onnx"),
+        model_md5=model_md5,
+        training_set_md5=run.training_set_md5,
+        feature_table_uri=manifest["source"]["feature_table"],
+        feature_table_version=feature_version,
+        lake_versions={FEATURES_TABLE: feature_version},
+        git_commit=git_commit(repo.root),
+        params=run.params.get("train", {}),
+        metrics={"training": metrics},
+        now=now,
+    )
+    return Candidate(version=version, artifact_uri=artifact_uri, model_md5=model_md5)
