@@ -16,11 +16,11 @@ venv: $(STAMP)
 # runtime that breaks Dagster's, so the platform only calls it as a program.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq "torch==2.13.0"
+	$(BIN)/python -m pip install -qq -e ".[dev]"
 	$(PYTHON) -m venv $(VENV)/dvc
-	$(VENV)/dvc/bin/python -m pip install --quiet "dvc[s3]>=3.67,<4"
+	$(VENV)/dvc/bin/python -m pip install -qq "dvc[s3]>=3.67,<4"
 	touch $(STAMP)
 
 # The local profile's Dagster instance: SQLite storage in $(DAGSTER_HOME).
@@ -50,8 +50,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Webserver and daemon through dg (`dagster dev` now warns that it is superseded by it);
+# workspace.yaml names the same code location for dagster-webserver run on its own.
 dev: $(STAMP) instance
-	PLATFORM_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	PLATFORM_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dg dev --host 127.0.0.1 --port 3000
 
 # Production in miniature: webserver and daemon as processes, one day landing every few
 # seconds, sensors and automation doing the rest. SIMULATE_ARGS="--days 30 --interval 5".

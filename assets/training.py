@@ -20,7 +20,7 @@ from ml.registry.model_registry import ModelRegistry
 from ml.text_tables import markdown_table
 from ml.training.params import cutoff, load_params, split_sizes
 from ml.training.training_set import snapshot_from_lake
-from resources import ArtifactStore, DvcResource, LakeResource, TrainingLauncher, TrainingRequest
+from resources import ArtifactsResource, DvcResource, LakeResource, TrainingLauncher, TrainingRequest
 
 GROUP = "training"
 EVALUATION_KEY = dg.AssetKey(["training", "evaluation"])
@@ -94,7 +94,7 @@ def candidate_model(
     lake: LakeResource,
     dvc: DvcResource,
     launcher: TrainingLauncher,
-    artifacts: ArtifactStore,
+    artifacts: ArtifactsResource,
 ) -> dg.MaterializeResult:
     """Trains on the pinned training set (resuming from checkpoints on retry) and registers a candidate."""
     repo = dvc.repo()
@@ -134,7 +134,7 @@ def evaluation(
     config: GateConfig,
     lake: LakeResource,
     dvc: DvcResource,
-    artifacts: ArtifactStore,
+    artifacts: ArtifactsResource,
 ) -> dg.MaterializeResult:
     """Scores the newest candidate on its test split; a candidate that fails the gate is rejected."""
     registry = ModelRegistry(lake.store())

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 from ml.settings import json_variable, lake_settings, present
 from resources import (
-    ArtifactStore,
+    ArtifactsResource,
     DvcResource,
     K8sLauncher,
     LakeResource,
@@ -90,7 +90,7 @@ def build_resources(env: Mapping[str, str]) -> dict[str, object]:
         "dvc": DvcResource(
             remote=lake.dvc_remote, endpoint_url=lake.endpoint_url, **present(env, REPO_FIELDS)
         ),
-        "artifacts": ArtifactStore(
+        "artifacts": ArtifactsResource(
             root=lake.artifacts_uri, storage_options=options, staging_dir=lake.staging_dir
         ),
         "launcher": _launcher(profile, env),

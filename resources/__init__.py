@@ -1,6 +1,6 @@
 """Configurable resources: the only place that knows where data lives and where work runs."""
 
-from resources.artifacts import ArtifactStore
+from resources.artifacts import ArtifactsResource
 from resources.automation import LandingWatch, RetrainPolicy
 from resources.dvc import DvcResource
 from resources.lake import LakeResource
@@ -8,7 +8,7 @@ from resources.landing import LandingResource
 from resources.launcher import K8sLauncher, LocalLauncher, TrainingLauncher, TrainingRequest
 
 __all__ = [
-    "ArtifactStore",
+    "ArtifactsResource",
     "DvcResource",
     "K8sLauncher",
     "LakeResource",

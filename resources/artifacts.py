@@ -8,10 +8,10 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from ml.registry.artifacts import ArtifactStore as Store
+from ml.registry.artifacts import ArtifactStore
 
 
-class ArtifactStore(dg.ConfigurableResource):
+class ArtifactsResource(dg.ConfigurableResource):
     """A folder or object-store URI (s3://bucket/models) holding one sub-folder per trained model.
 
     Credentials are not settings: pyarrow reads the standard AWS_* environment variables.
@@ -26,6 +26,6 @@ class ArtifactStore(dg.ConfigurableResource):
         description="Local working folder of training when `root` is an object store; default: a temp folder.",
     )
 
-    def store(self) -> Store:
+    def store(self) -> ArtifactStore:
         staging = Path(self.staging_dir or Path(tempfile.gettempdir()) / "platform-artifacts")
-        return Store(self.root, staging, self.storage_options or None)
+        return ArtifactStore(self.root, staging, self.storage_options or None)

@@ -23,7 +23,7 @@ from ml.ingest.replay import replay
 from ml.lake.delta import DeltaStore
 from ml.registry.dvc_repo import init_pipeline_repo
 from ml.registry.model_registry import ModelRegistry, ModelVersion
-from resources import ArtifactStore, DvcResource, LakeResource, LandingResource, LocalLauncher
+from resources import ArtifactsResource, DvcResource, LakeResource, LandingResource, LocalLauncher
 from serving.config import ServingConfig
 
 REPLAY_FIRST, REPLAY_LAST = dt.date(2013, 1, 1), dt.date(2013, 2, 15)
@@ -63,7 +63,7 @@ class Platform:
             "lake": LakeResource(root=str(self.root / "lake")),
             "landing": LandingResource(root=str(self.landing_dir), quarantine_root=str(self.quarantine_dir)),
             "dvc": DvcResource(repo_root=str(self.root / "repo")),
-            "artifacts": ArtifactStore(root=str(self.root / "models")),
+            "artifacts": ArtifactsResource(root=str(self.root / "models")),
             "launcher": LocalLauncher(cwd=str(PROJECT)),
         }
 

@@ -13,8 +13,7 @@ from ml.lake.delta import DeltaStore
 from ml.registry.artifacts import ArtifactsMissingError, ArtifactStore
 from ml.registry.model_registry import ModelRegistry, RegistryError
 from orchestration.profiles import build_resources
-from resources import ArtifactStore as ArtifactResource
-from resources import DvcResource, LakeResource, LandingResource
+from resources import ArtifactsResource, DvcResource, LakeResource, LandingResource
 from serving.config import ConfigError, ServingConfig
 from tests.storage.conftest import S3Platform
 
@@ -30,7 +29,7 @@ def test_s3_locations_come_from_environment_variables_alone(s3_buckets: S3Platfo
     assert isinstance(landing, LandingResource)
     assert landing.zone().day_uri("flights", dt.date(2013, 1, 1)).startswith("s3://")
     assert landing.quarantine_root == env["PLATFORM_QUARANTINE_URI"]
-    assert isinstance(artifacts, ArtifactResource) and artifacts.store().uri("k") == (
+    assert isinstance(artifacts, ArtifactsResource) and artifacts.store().uri("k") == (
         f"{env['PLATFORM_ARTIFACTS_URI']}/k"
     )
     assert isinstance(dvc, DvcResource) and dvc.remote == env["PLATFORM_DVC_REMOTE"]
