@@ -12,7 +12,7 @@ from ml.features.build import FeatureQuality, build_feature_days, measure_qualit
 from ml.features.flight_features import WEATHER_LOOKBACK_DAYS, lookback_days
 from ml.lake.delta import VACUUM_RETENTION_HOURS
 from ml.lake.tables import BRONZE_FLIGHTS, BRONZE_PLANES, BRONZE_WEATHER, FEATURES_TABLE
-from ml.online.build import snapshot_from_lake
+from ml.online.build import online_snapshot_from_lake
 from ml.online.snapshot import publish
 from ml.registry.model_registry import ModelRegistry
 from resources import LakeResource
@@ -146,7 +146,7 @@ def online_snapshot(
     context: dg.AssetExecutionContext, config: OnlineSnapshotConfig, lake: LakeResource
 ) -> dg.MaterializeResult:
     """What the model server adds to a request: trailing totals, weather and planes up to the last feature day."""
-    snapshot = snapshot_from_lake(lake.store(), config.servable_days)
+    snapshot = online_snapshot_from_lake(lake.store(), config.servable_days)
     first, last = snapshot.first_day, snapshot.last_day
     snapshot_id = publish(snapshot, lake.root, lake.storage_options or None)
     context.log.info(f"online snapshot {snapshot_id}: flights from {first}, data through {last}")

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from benchmarks.common import Lake, replay_landing
-from devtools.services import free_port, terminate
+from devtools.processes import free_port, terminate
 from ml.lake.delta import DeltaStore
 from ml.registry.model_registry import ModelRegistry
 from ml.registry.provenance import params_hash

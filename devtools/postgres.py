@@ -25,7 +25,7 @@ from typing import Any
 import psycopg2
 import yaml
 
-from devtools.services import START_TIMEOUT, free_port, wait_until
+from devtools.processes import START_TIMEOUT, free_port, wait_until
 
 PROJECT = Path(__file__).resolve().parents[1]
 K8S_INSTANCE = PROJECT / "orchestration" / "instance" / "k8s.yaml"

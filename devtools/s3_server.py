@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from devtools.services import START_TIMEOUT, free_port, terminate, wait_until
+from devtools.processes import START_TIMEOUT, free_port, terminate, wait_until
 
 REGION = "us-east-1"
 FAKE_ACCESS_KEY_ID = "platform-test-key"

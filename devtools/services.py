@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,21 @@ from typing import Any, TypeVar
 import dagster as dg
 import requests
 import yaml
+
+from devtools.graphql_queries import (
+    BACKFILL_STATUS,
+    BACKFILLS,
+    DAEMON_HEALTH,
+    LAUNCH_BACKFILL,
+    LAUNCH_RUN,
+    LOCATION_STATUS,
+    RUN_STATS,
+    RUNS,
+    SENSOR_TICKS,
+    START_SCHEDULE,
+    START_SENSOR,
+)
+from devtools.processes import POLL_INTERVAL, START_TIMEOUT, free_port, wait_until
 
 PROJECT = Path(__file__).resolve().parents[1]
 LOCATION = "flightdelay"
@@ -39,62 +53,23 @@ QUICK = {
     # Dagster's default (180 s) for a code server to load the definitions, with room for load.
     "code_servers": {"local_startup_timeout": 300},
 }
-
-# Deadlines of the harness's waits, sized for a busy 2-core CI machine (`pytest -n auto`
-# next to another job). A wait ends as soon as its condition holds, so a generous deadline
-# costs nothing on a good day; pytest-timeout (600 s a test) bounds the whole test.
-START_TIMEOUT = 300.0  # the webserver serving the loaded code location; the daemon heartbeating
+# Deadline of a run or a backfill reaching a final status on a busy 2-core machine; the
+# other deadlines and the polling live in devtools.processes.
 RUN_TIMEOUT = 480.0  # a run or a backfill reaching a final status
-POLL_INTERVAL = 0.5
 FINAL_RUN_STATUSES = ("SUCCESS", "FAILURE", "CANCELED")
 FINAL_BACKFILL_STATUSES = ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED")
-
-T = TypeVar("T")
-
-
-class WaitTimeoutError(TimeoutError):
-    """A condition did not hold by its deadline; the message says what and what was seen last."""
-
-
-def wait_until(
-    observe: Callable[[], T],
-    done: Callable[[T], object] = bool,
-    *,
-    what: str,
-    timeout: float,
-    interval: float = POLL_INTERVAL,
-    retry_on: tuple[type[BaseException], ...] = (),
-    show: Callable[[T], str] = repr,
-) -> T:
-    """Call `observe()` every `interval` seconds until `done(state)` holds, and return that state.
-
-    The one way the harness and the end-to-end tests wait: on a condition, never for a fixed
-    time. An exception of a `retry_on` type from `observe` counts as "not yet" (a busy server
-    answering late once); any other propagates at once (a service that exited). Past
-    `timeout` seconds, WaitTimeoutError names `what` was awaited and the state (or the error)
-    observed last, through `show`.
-    """
-    deadline = time.monotonic() + timeout
-    last = "nothing"
-    while True:
-        try:
-            state = observe()
-        except retry_on as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        else:
-            if done(state):
-                return state
-            last = show(state)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            if len(last) > 4000:
-                last = last[:4000] + f"... ({len(last) - 4000} more characters)"
-            raise WaitTimeoutError(f"waited {timeout:g}s for {what}; last observed: {last}")
-        time.sleep(min(interval, remaining))
 
 
 class GraphQLError(RuntimeError):
     """The webserver answered a GraphQL request with errors."""
+
+
+T = TypeVar("T")
+
+
+def selector(**names: Any) -> dict[str, Any]:
+    """A GraphQL selector of a job, sensor or schedule (`jobName=...`) in this code location."""
+    return {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", **names}
 
 
 SQLITE_SECTIONS = ("run_storage", "event_log_storage", "schedule_storage")
@@ -121,22 +96,6 @@ def instance_yaml(home: Path, storage: Mapping[str, Any] | None = None) -> str:
         for key, value in values.items():
             merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
     return yaml.safe_dump(settings, sort_keys=False)
-
-
-def terminate(process: subprocess.Popen, timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL if the process has not ended within `timeout` seconds."""
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -300,11 +259,7 @@ class DagsterServices:
 
     def launch_run(self, job: str, tags: dict[str, str]) -> str:
         params = {
-            "selector": {
-                "repositoryLocationName": LOCATION,
-                "repositoryName": "__repository__",
-                "jobName": job,
-            },
+            "selector": selector(jobName=job),
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
             "runConfigData": {},
         }
@@ -333,8 +288,7 @@ class DagsterServices:
 
     def _start(self, mutation: str, field: str, name: dict[str, str], started: str) -> None:
         """Turn a sensor or schedule on, as the UI's toggle does."""
-        selector = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", **name}
-        data = self.graphql(mutation, {"selector": selector})[field]
+        data = self.graphql(mutation, {"selector": selector(**name)})[field]
         if data["__typename"] != started:
             raise RuntimeError(f"{field} {next(iter(name.values()))} did not start: {data}")
 
@@ -343,106 +297,12 @@ class DagsterServices:
 
     def sensor_ticks(self, name: str, after: float | None = None) -> list[dict[str, Any]]:
         """The sensor's ticks (id, status, timestamp) that began after `after`, newest first."""
-        selector = {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": "__repository__",
-            "sensorName": name,
-        }
-        data = self.graphql(SENSOR_TICKS, {"selector": selector, "after": after})["sensorOrError"]
+        data = self.graphql(SENSOR_TICKS, {"selector": selector(sensorName=name), "after": after})[
+            "sensorOrError"
+        ]
         if data["__typename"] != "Sensor":
             raise RuntimeError(f"sensor {name} not found: {data}")
         return data["sensorState"]["ticks"]
-
-
-LOCATION_STATUS = """
-query {
-  workspaceOrError {
-    ... on Workspace {
-      locationEntries { name loadStatus locationOrLoadError { __typename ... on PythonError { message } } }
-    }
-  }
-}
-"""
-DAEMON_HEALTH = """
-query { instance { daemonHealth { allDaemonStatuses { daemonType required lastHeartbeatTime } } } }
-"""
-SENSOR_TICKS = """
-query Ticks($selector: SensorSelector!, $after: Float) {
-  sensorOrError(sensorSelector: $selector) {
-    __typename
-    ... on Sensor { sensorState { ticks(afterTimestamp: $after, limit: 100) { id status timestamp } } }
-    ... on PythonError { message }
-    ... on SensorNotFoundError { message }
-  }
-}
-"""
-LAUNCH_BACKFILL = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on InvalidStepError { invalidStepKey }
-    ... on InvalidOutputError { invalidOutputName }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
-BACKFILL_STATUS = """
-query Status($id: String!) {
-  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { id status } ... on PythonError { message } }
-}
-"""
-BACKFILLS = """
-query { partitionBackfillsOrError(limit: 50) { ... on PartitionBackfills { results { id status } } } }
-"""
-RUNS = """
-query {
-  runsOrError(limit: 500) {
-    ... on Runs { results { runId jobName status startTime endTime tags { key value } assetSelection { path } } }
-  }
-}
-"""
-LAUNCH_RUN = """
-mutation Launch($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-    ... on InvalidSubsetError { message }
-  }
-}
-"""
-RUN_STATS = """
-query Stats($id: ID!) {
-  runOrError(runId: $id) {
-    ... on Run { runId status startTime endTime creationTime stepStats { stepKey status startTime endTime } }
-  }
-}
-"""
-START_SENSOR = """
-mutation Start($selector: SensorSelector!) {
-  startSensor(sensorSelector: $selector) {
-    __typename
-    ... on Sensor { name }
-    ... on PythonError { message }
-    ... on SensorNotFoundError { message }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
-
-START_SCHEDULE = """
-mutation Start($selector: ScheduleSelector!) {
-  startSchedule(scheduleSelector: $selector) {
-    __typename
-    ... on ScheduleStateResult { scheduleState { status } }
-    ... on PythonError { message }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
 
 
 @contextmanager

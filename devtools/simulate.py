@@ -26,7 +26,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.partitions import RANGE_END, RANGE_START
-from devtools.services import PROJECT, DagsterServices, dagster_services
+from devtools.services import FINAL_RUN_STATUSES, PROJECT, DagsterServices, dagster_services
 from ml.ingest.replay import replay
 from ml.lake.delta import DeltaStore
 from ml.registry.dvc_repo import init_pipeline_repo
@@ -35,7 +35,6 @@ from orchestration.definitions import build_definitions
 
 FEATURES = dg.AssetKey(["features", "flight_features"])
 SENSORS = ("landing_sensor", "features_automation", "retrain_sensor")
-DONE = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
 @dataclass
@@ -50,7 +49,9 @@ class Timeline:
         print(f"[{(at or time.time()) - self.start:7.1f}s] {text}", flush=True)
 
     def finished(self, job: str) -> bool:
-        return any(self.jobs[run] == job and status in DONE for run, status in self.runs.items())
+        return any(
+            self.jobs[run] == job and status in FINAL_RUN_STATUSES for run, status in self.runs.items()
+        )
 
     def freshness(self) -> list[float]:
         return [self.built[d] - self.landed[d] for d in self.landed if d in self.built]
@@ -81,11 +82,11 @@ def follow(services: DagsterServices, instance: dg.DagsterInstance, timeline: Ti
     busy = False
     for run in reversed(services.runs()):
         status = run["status"]
-        busy |= status not in DONE
+        busy |= status not in FINAL_RUN_STATUSES
         if timeline.runs.get(run["runId"]) != status:
             timeline.runs[run["runId"]] = status
             timeline.jobs[run["runId"]] = run["jobName"]
-            at = run.get("endTime") if status in DONE else run.get("startTime")
+            at = run.get("endTime") if status in FINAL_RUN_STATUSES else run.get("startTime")
             timeline.say(f"run {run['runId'][:8]} {status.lower():9} {describe(run)}", at)
     for record in instance.fetch_materializations(FEATURES, limit=1000).records:
         partition = record.asset_materialization.partition if record.asset_materialization else None

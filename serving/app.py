@@ -309,5 +309,4 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.serving = AppState(config, store, metrics, prediction_log)
-    app.state.store, app.state.metrics, app.state.prediction_log = store, metrics, prediction_log
     return app

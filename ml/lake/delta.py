@@ -289,17 +289,23 @@ class DeltaStore:
         }
 
     def tables(self) -> list[str]:
-        """Every Delta table under the root (`prefix/name`), found by its `_delta_log`, sorted."""
+        """Every Delta table under the root (`prefix/name`, two levels, as table names are), sorted.
+
+        Lists the two folder levels only, not the tables' files, so it costs the same for a
+        lake of years as for one of days.
+        """
         fs, root = filesystem(self.root, self._options)
-        found = []
-        for info in fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True)):
-            relative = info.path.removeprefix(root.rstrip("/") + "/")
-            parts = relative.split("/")
-            if (len(parts) == 3 and parts[2] == "_delta_log" and info.type == pafs.FileType.Directory) or (
-                len(parts) == 4 and parts[2] == "_delta_log" and parts[3].endswith(".json")
-            ):
-                found.append(f"{parts[0]}/{parts[1]}")
-        return sorted(set(found))
+
+        def folders(path: str) -> list[str]:
+            infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+            return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+        candidates = (f"{prefix}/{name}" for prefix in folders(root) for name in folders(f"{root}/{prefix}"))
+        return [table for table in candidates if self.exists(table)]
+
+    def last_day(self, table: str, column: str) -> dt.date | None:
+        """The latest value of a day column, or None when the table has no rows."""
+        return self.scan(table).select(pl.col(column).max()).collect().item()
 
     def history(self, table: str, limit: int | None = None) -> list[dict]:
         return self.table(table).history(limit)

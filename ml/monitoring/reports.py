@@ -83,7 +83,7 @@ def drift_report(
     """PSI and KS per feature: the newest `window_days` of `FEATURES_TABLE` against the snapshot's train split."""
     cutoff = dt.date.fromisoformat(read_manifest(training_set)["cutoff"])
     reference = read_split(training_set, "train")
-    last = store.scan(FEATURES_TABLE).select(pl.col("flight_date").max()).collect().item()
+    last = store.last_day(FEATURES_TABLE, "flight_date")
     if last is None:
         raise ValueError(f"{FEATURES_TABLE} has no rows: nothing recent to compare with the training split")
     first = last - dt.timedelta(days=window_days - 1)
@@ -167,7 +167,7 @@ def live_performance_report(
     """The newest `lookback_days` of the prediction log scored per day against `bronze/flights`."""
     if not store.exists(PREDICTIONS_TABLE):
         raise ValueError(f"no prediction log at {store.uri(PREDICTIONS_TABLE)}: the model server writes it")
-    last = store.scan(PREDICTIONS_TABLE).select(pl.col("flight_date").max()).collect().item()
+    last = store.last_day(PREDICTIONS_TABLE, "flight_date")
     first = last - dt.timedelta(days=lookback_days - 1)
     predictions = store.read_days(PREDICTIONS_TABLE, "flight_date", first, last)
     outcomes = (

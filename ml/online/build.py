@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import polars as pl
-
 from ml.lake.delta import DeltaStore
 from ml.lake.tables import BRONZE_FLIGHTS, BRONZE_PLANES, BRONZE_WEATHER, FEATURES_TABLE
 from ml.online.snapshot import OnlineSnapshot, build_snapshot, history_days, weather_days
@@ -16,9 +14,9 @@ def servable_first_day(last_day: dt.date, servable_days: int) -> dt.date:
     return last_day + dt.timedelta(days=1) - dt.timedelta(days=servable_days - 1)
 
 
-def snapshot_from_lake(store: DeltaStore, servable_days: int) -> OnlineSnapshot:
+def online_snapshot_from_lake(store: DeltaStore, servable_days: int) -> OnlineSnapshot:
     """Feature inputs up to the last feature day, with the versions of the tables they came from."""
-    last = store.scan(FEATURES_TABLE).select(pl.col("flight_date").max()).collect().item()
+    last = store.last_day(FEATURES_TABLE, "flight_date")
     if last is None:
         raise ValueError(f"{FEATURES_TABLE} has no rows: materialize features before the online snapshot")
     first = servable_first_day(last, servable_days)

@@ -15,6 +15,7 @@ import os
 import sys
 
 from ml.lake.delta import DeltaStore
+from ml.lake.tables import REGISTRY_MODELS
 from ml.registry.model_registry import ModelRegistry, RegistryError
 from ml.settings import SettingsError, lake_settings
 from ml.text_tables import text_table
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     registry = ModelRegistry(DeltaStore(args.lake or lake.lake_uri, lake.storage_options or None))
-    print(f"registry of {registry.store.uri('registry/models')}", file=sys.stderr)
+    print(f"registry of {registry.store.uri(REGISTRY_MODELS)}", file=sys.stderr)
     try:
         if args.command == "rollback":
             previous = registry.rollback(args.version, args.reason, now=dt.datetime.now(dt.UTC))

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.services import START_TIMEOUT, dagster_services
+from devtools.processes import START_TIMEOUT
+from devtools.services import dagster_services
 from tests.conftest import Platform
 
 pytestmark = pytest.mark.slow

@@ -18,14 +18,9 @@ from typing import Any
 
 import pytest
 
-from devtools.services import (
-    LAUNCH_BACKFILL,
-    LAUNCH_RUN,
-    LOCATION,
-    START_TIMEOUT,
-    DagsterServices,
-    dagster_services,
-)
+from devtools.graphql_queries import LAUNCH_BACKFILL, LAUNCH_RUN
+from devtools.processes import START_TIMEOUT
+from devtools.services import DagsterServices, dagster_services, selector
 from tests.conftest import PROJECT, SMALL_SPLITS, TrainingPlatform, day, make_dvc_repo, set_training
 from tests.fakes.fake_kube_api import FakeKubeApi
 
@@ -60,12 +55,7 @@ def k8s_profile(kubeconfig: Path, repo: Path) -> dict[str, str]:
 def materialize_through_graphql(services: DagsterServices) -> str:
     """What the UI's Materialize button sends: the asset job with an asset selection."""
     params = {
-        "selector": {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": "__repository__",
-            "jobName": "__ASSET_JOB",
-            "assetSelection": [{"path": path} for path in TRAINING],
-        },
+        "selector": selector(jobName="__ASSET_JOB", assetSelection=[{"path": path} for path in TRAINING]),
         "executionMetadata": {"tags": []},
         "runConfigData": {},
     }

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from assets.partitions import RANGE_END, RANGE_START
-from devtools.services import START_TIMEOUT, DagsterServices, dagster_services
+from devtools.processes import START_TIMEOUT
+from devtools.services import DagsterServices, dagster_services
 from ml.ingest.replay import replay
 from tests.conftest import Platform
 

@@ -12,7 +12,7 @@ from ml.features.build import LABEL_RATE_BOUNDS, NULL_RATE_LIMITS, build_feature
 from ml.features.flight_features import FEATURE_SCHEMA, build_features, lookback_days
 from ml.lake.delta import DeltaStore
 from ml.lake.tables import BRONZE_FLIGHTS, BRONZE_PLANES, BRONZE_WEATHER, FEATURES_TABLE
-from ml.online.build import servable_first_day, snapshot_from_lake
+from ml.online.build import online_snapshot_from_lake, servable_first_day
 from tests.ml.test_features_point_in_time import PLANES, D, flight, flights_frame, utc, weather_frame
 
 OLD = D - dt.timedelta(days=lookback_days() + 1)
@@ -78,9 +78,9 @@ def test_the_online_snapshot_ends_at_the_last_feature_day(store: DeltaStore) -> 
     features = build_feature_days(store, [D]).frame
     store.replace_days(FEATURES_TABLE, features.clear(), "flight_date", [D], {})
     with pytest.raises(ValueError, match="has no rows"):
-        snapshot_from_lake(store, 7)
+        online_snapshot_from_lake(store, 7)
     store.replace_days(FEATURES_TABLE, features, "flight_date", [D], {})
-    snapshot = snapshot_from_lake(store, 7)
+    snapshot = online_snapshot_from_lake(store, 7)
     assert (snapshot.first_day, snapshot.last_day) == (D - dt.timedelta(days=5), D)
     assert snapshot.sources == {t: store.version(t) for t in snapshot.sources}
     assert set(snapshot.sources) == {BRONZE_FLIGHTS, BRONZE_WEATHER, BRONZE_PLANES, FEATURES_TABLE}

@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 from ml.lake.delta import DeltaStore
 from ml.lake.tables import PREDICTIONS_TABLE
 from ml.monitoring.tables import PREDICTION_LOG_SCHEMA
-from serving.app import create_app
+from serving.app import app_state, create_app
 from serving.prediction_log import LogSettings, PredictionLog
 from tests.conftest import ADMIN_TOKEN, PROJECT, TOKEN, Served, bearer
 from tests.serving.test_api import flight
@@ -217,7 +217,7 @@ def test_rows_that_cannot_be_written_by_the_stop_are_counted_and_the_stop_comple
     app = create_app(served.config(), prediction_log=log)
     with TestClient(app) as client:
         post(client, 3)
-    registry = app.state.metrics.registry
+    registry = app_state(app).metrics.registry
     assert registry.get_sample_value("serving_prediction_log_write_failures_total") == 2
     assert (
         registry.get_sample_value("serving_prediction_log_dropped_rows_total", {"reason": "write_failed"})

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from ml.lake.delta import DeltaStore
@@ -145,3 +146,12 @@ def test_promotion_refuses_a_model_whose_artifacts_left_the_bucket(s3_buckets: S
         registry.rollback(versions[0], now=dt.datetime.now(dt.UTC))
     champion = registry.champion()
     assert champion is not None and champion.version == versions[1]
+
+
+def test_the_lake_lists_its_tables_in_a_bucket_as_maintenance_finds_them(s3_buckets: S3Platform) -> None:
+    store = s3_buckets.store
+    assert store.tables() == []
+    for table in ("bronze/flights", "monitoring/predictions", "registry/models"):
+        store.overwrite(table, pl.DataFrame({"n": [1]}), {"writer": "test"})
+    s3_buckets.put_object("lake", "lake/bronze/not_a_table/file.txt", b"no delta log here")
+    assert store.tables() == ["bronze/flights", "monitoring/predictions", "registry/models"]
