@@ -88,29 +88,55 @@ def _ingest_daily(
     schema: dict[str, pl.DataType],
     key: tuple[str, ...],
 ) -> dg.MaterializeResult:
-    """The run's days of one daily table: ingested from their landing files, written with their companions."""
+    """The run's days of one daily table: ingested from their landing files, written with their companions.
+
+    A day whose file cannot be ingested fails alone: the good days of the run are written
+    and reported as materialized partitions, then the step fails naming the bad files, so
+    the run's failure says which days did not land and those days stay unmaterialized.
+    """
     days = partition_days(context)
     batch = ingest_days(landing.zone(), contract, days, validate, now=dt.datetime.now(dt.UTC))
+    if not batch.landed:
+        raise batch.failure(contract.dataset)
     table, day_column = context.asset_key.to_user_string(), contract.day_column
-    label = days_label(days)
-    written = write_days(store, table, batch, day_column, days, commit_metadata(context, label))
+    label = days_label(batch.landed)
+    written = write_days(store, table, batch, day_column, batch.landed, commit_metadata(context, label))
     summary = reconcile(batch, written.stored, schema, key)
-    return dg.MaterializeResult(
-        metadata=delta_metadata(
-            written.table,
-            batch.valid,
-            days=label,
-            rejected=summary.rejected,
-            landing_rows=summary.landing_rows,
-            rejects_table=written.rejects.uri,
-            rejects_delta_version=written.rejects.version,
-            reject_reasons=dg.MetadataValue.json(summary.reject_reasons),
-            landing_log_table=written.landing_log.uri,
-            landing_log_delta_version=written.landing_log.version,
-            empty_days=summary.empty_days,
-        ),
-        check_results=_check_results(context.asset_key, summary),
+    metadata = delta_metadata(
+        written.table,
+        batch.valid,
+        days=label,
+        rejected=summary.rejected,
+        landing_rows=summary.landing_rows,
+        rejects_table=written.rejects.uri,
+        rejects_delta_version=written.rejects.version,
+        reject_reasons=dg.MetadataValue.json(summary.reject_reasons),
+        landing_log_table=written.landing_log.uri,
+        landing_log_delta_version=written.landing_log.version,
+        empty_days=summary.empty_days,
     )
+    checks = _check_results(context.asset_key, summary)
+    if not batch.failed:
+        return dg.MaterializeResult(metadata=metadata, check_results=checks)
+    failed_days = [day.isoformat() for day in sorted(batch.failed)]
+    for day in batch.landed:
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=context.asset_key,
+                partition=day.isoformat(),
+                metadata={**metadata, "failed_days_of_the_run": failed_days},
+            )
+        )
+    for check in checks:
+        context.log_event(
+            dg.AssetCheckEvaluation(
+                asset_key=context.asset_key,
+                check_name=check.check_name or "",
+                passed=check.passed,
+                metadata=check.metadata,
+            )
+        )
+    raise batch.failure(contract.dataset)
 
 
 def _check_results(asset: dg.AssetKey, summary: Reconciliation) -> list[dg.AssetCheckResult]:

@@ -4,8 +4,9 @@ import dagster as dg
 from pydantic import Field
 
 from assets.bronze import flights, planes, weather
+from assets.conditions import SameDayMaterialized
 from assets.metadata import commit_metadata, delta_metadata
-from assets.partitions import daily_partitions, days_label, partition_days
+from assets.partitions import FIRST_DAY, daily_partitions, days_label, partition_days
 from assets.selection import select
 from assets.step_resources import FEATURES, k8s_step_tags
 from ml.features.build import FeatureQuality, build_feature_days, measure_quality
@@ -24,13 +25,17 @@ def follows_bronze() -> dg.AutomationCondition:
     """A day's features follow its bronze: when a flights or weather day they read lands or changes.
 
     `eager()` without its latest-time-window clause, so replayed or late history days are
-    built too; waits while any day of the window is missing or running. A refresh of the
-    planes table alone does not rebuild the year.
+    built too, and without its wait for every day of the window: a day is built once its
+    own flights and weather have landed, from the window's days that are present (the
+    `window_complete` check names the gaps), and rebuilt when a missing day lands, since
+    that day's update reaches every day whose window holds it. Waits while bronze is
+    running. A refresh of the planes table alone does not rebuild the year.
     """
     updated = dg.AutomationCondition.any_deps_updated().ignore(select(BRONZE_PLANES))
     return (
         (dg.AutomationCondition.newly_missing() | updated).since_last_handled()
-        & ~dg.AutomationCondition.any_deps_missing()
+        & SameDayMaterialized(flights.key)
+        & SameDayMaterialized(weather.key)
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
     ).with_label("follows bronze")
@@ -71,7 +76,15 @@ def _window(days: int) -> dg.TimeWindowPartitionMapping:
         dg.AssetCheckSpec("schema", asset=ASSET, blocking=True, description="Columns and types are stable."),
         dg.AssetCheckSpec("key_unique", asset=ASSET, blocking=True, description="One row per flight."),
         dg.AssetCheckSpec("null_rates", asset=ASSET, description="Null rates of key columns within limits."),
-        dg.AssetCheckSpec("label_rate", asset=ASSET, description="Share of delayed flights within bounds."),
+        dg.AssetCheckSpec(
+            "label_rate", asset=ASSET, description="Share of delayed flights within bounds, on every day."
+        ),
+        dg.AssetCheckSpec(
+            "window_complete",
+            asset=ASSET,
+            description="Every bronze day the trailing windows read has landed (a gap is named; the days "
+            "are rebuilt when it lands).",
+        ),
     ],
     kinds={"delta", "polars"},
     op_tags=k8s_step_tags(FEATURES),
@@ -80,7 +93,9 @@ def flight_features(context: dg.AssetExecutionContext, lake: LakeResource):
     """One row per flight with a known outcome; reads its days plus a bounded trailing window of bronze."""
     days = partition_days(context)
     store = lake.store()
-    built = build_feature_days(store, days)
+    built = build_feature_days(store, days, earliest=FIRST_DAY)
+    if built.missing_window_days:
+        context.log.warning(f"built without days that have not landed: {built.missing_window_days}")
     meta = commit_metadata(context, days_label(days))
     result = store.replace_days(FEATURES_TABLE, built.frame, "flight_date", days, meta)
     quality = measure_quality(built.frame, dict(store.scan(FEATURES_TABLE, result.version).collect_schema()))
@@ -91,8 +106,21 @@ def flight_features(context: dg.AssetExecutionContext, lake: LakeResource):
             days=days_label(days),
             excluded_no_outcome=built.excluded_no_outcome,
             label_rate=quality.label_rate,
+            missing_window_days=dg.MetadataValue.json(built.missing_window_days),
         ),
-        check_results=_feature_checks(quality),
+        check_results=[*_feature_checks(quality), _window_check(built.missing_window_days)],
+    )
+
+
+def _window_check(missing: dict[str, list[str]]) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name="window_complete",
+        passed=not missing,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "missing_days": dg.MetadataValue.json(missing),
+            "missing": ", ".join(f"{table}: {' '.join(days)}" for table, days in missing.items()) or "none",
+        },
     )
 
 
@@ -122,7 +150,12 @@ def _feature_checks(quality: FeatureQuality) -> list[dg.AssetCheckResult]:
             check_name="label_rate",
             passed=quality.label_rate_within_bounds,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"label_rate": quality.label_rate, "bounds": f"{low}..{high}"},
+            metadata={
+                "label_rate": quality.label_rate,
+                "bounds": f"{low}..{high}",
+                "days_out_of_bounds": dg.MetadataValue.json(quality.label_rate_breaches),
+                "per_day": dg.MetadataValue.json(quality.label_rates),
+            },
         ),
     ]
 

@@ -31,4 +31,9 @@ def range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
 
 
 def days_label(days: list[dt.date]) -> str:
-    return days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]}"
+    """`2013-01-06`, a range `2013-01-06..2013-01-08`, or a list where days are missing in between."""
+    if len(days) == 1:
+        return days[0].isoformat()
+    if (days[-1] - days[0]).days == len(days) - 1:
+        return f"{days[0]}..{days[-1]}"
+    return ", ".join(day.isoformat() for day in days)

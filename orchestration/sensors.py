@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import dagster as dg
 
@@ -62,10 +63,15 @@ def landing_sensor(
     return dg.SensorResult(run_requests=requests, cursor=write_cursor(cursor))
 
 
-features_automation_sensor = dg.AutomationConditionSensorDefinition(
-    "features_automation",
-    target=select("features/flight_features", "features/online_snapshot"),
-    minimum_interval_seconds=10,
-    description="Evaluates the automation conditions of the features and the online snapshot every 10 s "
-    "(Dagster's default sensor: 30 s).",
-)
+# The features' condition holds Python of its own (assets/conditions.py), which only the
+# code server can evaluate; `use_user_code_server` is beta in Dagster 1.13 and warns so.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r"Parameter `use_user_code_server`", category=dg.BetaWarning)
+    features_automation_sensor = dg.AutomationConditionSensorDefinition(
+        "features_automation",
+        target=select("features/flight_features", "features/online_snapshot"),
+        minimum_interval_seconds=10,
+        use_user_code_server=True,
+        description="Evaluates the automation conditions of the features and the online snapshot every 10 s "
+        "(Dagster's default sensor: 30 s).",
+    )

@@ -81,6 +81,7 @@ class Platform:
         first: dt.date | None = None,
         last: dt.date | None = None,
         raise_on_error: bool = True,
+        instance: dg.DagsterInstance | None = None,
     ) -> dg.ExecuteInProcessResult:
         tags = {}
         if first is not None:
@@ -91,6 +92,7 @@ class Platform:
             resources=self.resources,
             tags=tags,
             raise_on_error=raise_on_error,
+            instance=instance,
         )
 
     def reference(self) -> None:

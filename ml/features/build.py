@@ -22,7 +22,7 @@ from ml.features.flight_features import (
 )
 from ml.lake.delta import DeltaStore
 from ml.lake.quality import duplicate_keys, null_rates, rate_breaches, schema_problems
-from ml.lake.tables import BRONZE_FLIGHTS, BRONZE_PLANES, BRONZE_WEATHER
+from ml.lake.tables import BRONZE_FLIGHTS, BRONZE_PLANES, BRONZE_WEATHER, landing_log_table
 
 NULL_RATE_LIMITS = {
     **dict.fromkeys(KEY_COLUMNS, 0.0),
@@ -41,6 +41,9 @@ class FeatureDays:
     frame: pl.DataFrame
     scheduled: int
     """Flights scheduled on the built days, with or without a known outcome."""
+    missing_window_days: dict[str, list[str]]
+    """Per bronze table, the days its windows read that have not landed (ISO dates): the
+    features of those days' neighbours were built without them and are rebuilt when they land."""
 
     @property
     def excluded_no_outcome(self) -> int:
@@ -54,24 +57,50 @@ class FeatureQuality:
     null_rates: dict[str, float]
     null_rate_breaches: dict[str, float]
     label_rate: float
+    """Over all the built days."""
+    label_rates: dict[str, float]
+    """Per built day (ISO date): what the check judges, so one bad day cannot hide in a range's mean."""
     label_rate_bounds: tuple[float, float] = LABEL_RATE_BOUNDS
 
     @property
-    def label_rate_within_bounds(self) -> bool:
+    def label_rate_breaches(self) -> dict[str, float]:
         low, high = self.label_rate_bounds
-        return low <= self.label_rate <= high
+        return {day: rate for day, rate in self.label_rates.items() if not low <= rate <= high}
+
+    @property
+    def label_rate_within_bounds(self) -> bool:
+        return not self.label_rate_breaches
 
 
-def build_feature_days(store: DeltaStore, days: Sequence[dt.date]) -> FeatureDays:
-    """One row per flight of `days` with a known outcome, from bronze and its trailing windows."""
+def build_feature_days(
+    store: DeltaStore, days: Sequence[dt.date], earliest: dt.date | None = None
+) -> FeatureDays:
+    """One row per flight of `days` with a known outcome, from bronze and its trailing windows.
+
+    Days of the windows before `earliest` (the first day of the partitions) cannot land
+    and are not counted as missing.
+    """
     first, last = days[0], days[-1]
-    history = store.read_days(BRONZE_FLIGHTS, "flight_date", first - dt.timedelta(days=lookback_days()), last)
-    observed = store.read_days(
-        BRONZE_WEATHER, "obs_date", first - dt.timedelta(days=WEATHER_LOOKBACK_DAYS), last
-    )
+    flights_from = first - dt.timedelta(days=lookback_days())
+    weather_from = first - dt.timedelta(days=WEATHER_LOOKBACK_DAYS)
+    history = store.read_days(BRONZE_FLIGHTS, "flight_date", flights_from, last)
+    observed = store.read_days(BRONZE_WEATHER, "obs_date", weather_from, last)
     frame = build_features(history, observed, store.read(BRONZE_PLANES), days)
     scheduled = history.filter(pl.col("flight_date").is_between(first, last)).height
-    return FeatureDays(frame, scheduled)
+    missing = {
+        table: _not_landed(store, table, max(start, earliest or start), last)
+        for table, start in ((BRONZE_FLIGHTS, flights_from), (BRONZE_WEATHER, weather_from))
+    }
+    return FeatureDays(frame, scheduled, {table: days for table, days in missing.items() if days})
+
+
+def _not_landed(store: DeltaStore, table: str, first: dt.date, last: dt.date) -> list[str]:
+    """Days of [first, last] without a row in the table's landing log (an empty day has one)."""
+    log = landing_log_table(table)
+    landed = set(store.read_days(log, "day", first, last)["day"]) if store.exists(log) else set()
+    span = (last - first).days + 1
+    every = (first + dt.timedelta(days=n) for n in range(max(span, 0)))
+    return [day.isoformat() for day in every if day not in landed]
 
 
 def measure_quality(frame: pl.DataFrame, stored_schema: Mapping[str, pl.DataType]) -> FeatureQuality:
@@ -83,4 +112,10 @@ def measure_quality(frame: pl.DataFrame, stored_schema: Mapping[str, pl.DataType
         null_rates=rates,
         null_rate_breaches=rate_breaches(rates, NULL_RATE_LIMITS),
         label_rate=float(frame[LABEL].mean() or 0.0),
+        label_rates=_label_rates(frame),
     )
+
+
+def _label_rates(frame: pl.DataFrame) -> dict[str, float]:
+    rates = frame.group_by("flight_date").agg(pl.col(LABEL).cast(pl.Float64).mean()).sort("flight_date")
+    return {day.isoformat(): round(float(rate), 4) for day, rate in rates.iter_rows()}

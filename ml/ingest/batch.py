@@ -1,8 +1,9 @@
 """Ingest landing files of a set of days: parse, validate, and quarantine what cannot be read.
 
-All days of a batch are parsed before anything is written; if any file is bad, every
-bad file is quarantined and one error names them all, so a table is never left with
-half a batch.
+A bad file costs only its own day: every file of the batch is parsed, each one that
+cannot be read is quarantined with its reason, and the batch carries the good days (to
+be written) and the failed ones (to be named in one error after the write). A table is
+never left with half a day.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -23,7 +24,7 @@ Validator = Callable[[pl.DataFrame], Validated]
 
 
 class IngestionError(RuntimeError):
-    """One or more landing files of a batch could not be ingested; none of the batch was written."""
+    """One or more landing files of a batch could not be ingested; only the other days were written."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,25 @@ class LandedDay:
 @dataclass(frozen=True)
 class Batch:
     days: list[LandedDay]
+    """The days whose file was read, in day order."""
     valid: pl.DataFrame
     rejects: pl.DataFrame
+    failed: dict[dt.date, str] = field(default_factory=dict)
+    """Days whose file could not be ingested (missing, or unreadable and quarantined), with why."""
+
+    @property
+    def landed(self) -> list[dt.date]:
+        return [d.day for d in self.days]
+
+    def failure(self, dataset: str) -> IngestionError:
+        """One error naming every failed day's file and reason, and what was written instead."""
+        total = len(self.days) + len(self.failed)
+        written = f"the other {len(self.days)} day(s) were written" if self.days else "nothing was written"
+        problems = "\n".join(f"- {self.failed[day]}" for day in sorted(self.failed))
+        return IngestionError(
+            f"{len(self.failed)} of {total} {dataset} landing file(s) could not be ingested; "
+            f"{written}:\n{problems}"
+        )
 
     @property
     def landing_rows(self) -> int:
@@ -70,35 +88,32 @@ def ingest_days(
     *,
     now: dt.datetime,
 ) -> Batch:
+    """Read, parse and validate each day's file; a bad file is quarantined and only its day fails."""
     zone.ensure_exists()
-    problems: list[str] = []
+    failed: dict[dt.date, str] = {}
     files: dict[str, tuple[dt.date, bytes]] = {}
     for day in sorted(days):
         uri = zone.day_uri(contract.dataset, day)
         try:
             files[uri] = (day, zone.read(uri))
         except LandingFileMissingError as exc:
-            problems.append(str(exc))
+            failed[day] = str(exc)
     parsed = parse_landing_files([(uri, data) for uri, (_, data) in files.items()], contract)
     for uri, error in parsed.errors.items():
         moved = zone.quarantine(uri, error.cause, now=now)
-        problems.append(f"{error} (quarantined to {moved.destination})")
-    if problems:
-        raise IngestionError(
-            f"{len(problems)} of {len(days)} {contract.dataset} landing file(s) could not be "
-            "ingested; nothing was written:\n" + "\n".join(f"- {p}" for p in sorted(problems))
-        )
+        failed[files.pop(uri)[0]] = f"{error} (quarantined to {moved.destination})"
     day_of = pl.DataFrame(
         {SOURCE_COLUMN: list(files), DAY_COLUMN: [day for day, _ in files.values()]},
         schema={SOURCE_COLUMN: pl.String(), DAY_COLUMN: pl.Date()},
     )
-    validated = validate(parsed.frame.join(day_of, on=SOURCE_COLUMN, how="left"))
+    good = parsed.frame.filter(pl.col(SOURCE_COLUMN).is_in(list(files)))
+    validated = validate(good.join(day_of, on=SOURCE_COLUMN, how="left"))
     rejected = dict(validated.rejects.group_by("source_file").len().iter_rows())
     landed = [
         LandedDay(day, uri, hashlib.md5(data).hexdigest(), parsed.rows[uri], rejected.get(uri, 0))
         for uri, (day, data) in files.items()
     ]
-    return Batch(landed, validated.valid, validated.rejects)
+    return Batch(landed, validated.valid, validated.rejects, failed)
 
 
 def read_reference(zone: LandingZone, contract: LandingContract, *, now: dt.datetime) -> pl.DataFrame:

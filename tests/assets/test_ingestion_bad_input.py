@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import shutil
@@ -160,20 +161,21 @@ def test_a_second_bad_delivery_of_a_day_keeps_the_first_in_quarantine(platform: 
 
 
 @pytest.mark.parametrize("bad_days", [[4], [3, 5]], ids=["one-bad-day", "two-bad-days"])
-def test_a_range_with_a_bad_day_writes_nothing_and_lists_every_bad_file(
+def test_a_range_with_a_bad_day_writes_its_good_days_and_fails_only_the_bad_ones(
     platform: Platform, bad_days: list[int]
 ) -> None:
     assert platform.bronze(day(1)).success
-    version = platform.store.version(FLIGHTS)
-    rows = sorted_rows(platform.store.read(FLIGHTS))
     for n in bad_days:
         path = landing_file(platform, n)
         path.write_bytes(dep_time_abc(path.read_bytes())[0])
 
-    result = platform.bronze(day(2), day(6), raise_on_error=False)
+    instance = dg.DagsterInstance.ephemeral()
+    result = platform.bronze(day(2), day(6), raise_on_error=False, instance=instance)
 
     message = flights_failure(result)
+    good = [day(n) for n in range(2, 7) if n not in bad_days]
     assert f"{len(bad_days)} of 5 flights landing file(s) could not be ingested" in message
+    assert f"the other {len(good)} day(s) were written" in message
     for n in range(2, 7):
         path = landing_file(platform, n)
         if n in bad_days:
@@ -183,9 +185,37 @@ def test_a_range_with_a_bad_day_writes_nothing_and_lists_every_bad_file(
         else:
             assert uri(path) not in message
             assert path.exists()
-    assert platform.store.version(FLIGHTS) == version
-    assert sorted_rows(platform.store.read(FLIGHTS)).equals(rows)
-    assert platform.store.read(FLIGHTS)["flight_date"].unique().to_list() == [day(1)]
+    stored = platform.store.read(FLIGHTS)
+    assert sorted(stored["flight_date"].unique().to_list()) == [day(1), *good]
+    landing_log = platform.store.read("bronze/flights_landing_log")
+    assert sorted(landing_log["day"].to_list()) == [day(1), *good]
+    # Dagster sees the good days materialized by the failed run, and only the bad ones failed.
+    asset = dg.AssetKey(["bronze", "flights"])
+    materialized = {dt.date.fromisoformat(k) for k in instance.get_materialized_partitions(asset)}
+    assert materialized == set(good)
+    events = [r.dagster_event for r in instance.all_logs(result.run_id) if r.dagster_event]
+    checks = [
+        e.event_specific_data
+        for e in events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        and e.event_specific_data.asset_key == asset
+    ]
+    assert {c.check_name for c in checks} == {"schema", "key_unique", "reconciles_with_landing"}
+    assert all(c.passed for c in checks)
+
+
+def test_a_bad_file_is_asked_for_again_when_it_is_redelivered(platform: Platform) -> None:
+    path = landing_file(platform, 3)
+    good = path.read_bytes()
+    path.write_bytes(dep_time_abc(good)[0])
+    assert not platform.bronze(day(2), day(4), raise_on_error=False).success
+    assert sorted(platform.store.read(FLIGHTS)["flight_date"].unique().to_list()) == [day(2), day(4)]
+
+    path.write_bytes(good)
+    assert platform.bronze(day(3)).success
+    assert sorted(platform.store.read(FLIGHTS)["flight_date"].unique().to_list()) == [day(2), day(3), day(4)]
+    # the bad delivery stays in quarantine with its reason
+    assert (platform.quarantine_dir / "flights" / path.name).exists()
 
 
 def test_a_landing_folder_that_does_not_exist_fails_the_run_and_names_it(

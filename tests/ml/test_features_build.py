@@ -11,7 +11,7 @@ import pytest
 from ml.features.build import LABEL_RATE_BOUNDS, NULL_RATE_LIMITS, build_feature_days, measure_quality
 from ml.features.flight_features import FEATURE_SCHEMA, build_features, lookback_days
 from ml.lake.delta import DeltaStore
-from ml.lake.tables import BRONZE_FLIGHTS, BRONZE_PLANES, BRONZE_WEATHER, FEATURES_TABLE
+from ml.lake.tables import BRONZE_FLIGHTS, BRONZE_PLANES, BRONZE_WEATHER, FEATURES_TABLE, landing_log_table
 from ml.online.build import online_snapshot_from_lake, servable_first_day
 from tests.ml.test_features_point_in_time import PLANES, D, flight, flights_frame, utc, weather_frame
 
@@ -44,10 +44,15 @@ def test_feature_days_are_the_features_of_the_trailing_windows_read_from_bronze(
     assert (built.scheduled, built.excluded_no_outcome) == (2, 1)
 
 
-def quality_frame(labels: list[bool], temps: list[float | None], flights: list[int]) -> pl.DataFrame:
+def quality_frame(
+    labels: list[bool], temps: list[float | None], flights: list[int], days: list[dt.date] | None = None
+) -> pl.DataFrame:
     n = len(labels)
     columns = {c: [0] * n for c in NULL_RATE_LIMITS}
-    return pl.DataFrame({**columns, "temp": temps, "flight": flights, "is_delayed": labels})
+    dates = pl.Series("flight_date", days or [D] * n, dtype=pl.Date)
+    return pl.DataFrame({**columns, "temp": temps, "flight": flights, "is_delayed": labels}).with_columns(
+        dates
+    )
 
 
 def test_quality_of_good_days_passes_every_measure() -> None:
@@ -67,6 +72,32 @@ def test_quality_reports_breaches_duplicates_schema_drift_and_label_rate() -> No
     assert quality.duplicates == 2
     assert quality.null_rate_breaches == {"temp": 0.5}
     assert quality.label_rate == 1.0 and not quality.label_rate_within_bounds
+
+
+def test_the_label_rate_is_judged_per_day_so_a_bad_day_cannot_hide_in_a_range() -> None:
+    # Day 1 has 4 of 5 delayed (0.8, over the bound); the range's mean, 5 of 12, is fine.
+    labels = [True] * 4 + [False] + [True] + [False] * 6
+    days = [D] * 5 + [D + dt.timedelta(days=1)] * 7
+    quality = measure_quality(quality_frame(labels, [1.0] * 12, list(range(12)), days), FEATURE_SCHEMA)
+    low, high = LABEL_RATE_BOUNDS
+    assert low <= quality.label_rate <= high
+    assert quality.label_rates == {D.isoformat(): 0.8, (D + dt.timedelta(days=1)).isoformat(): 0.1429}
+    assert quality.label_rate_breaches == {D.isoformat(): 0.8}
+    assert not quality.label_rate_within_bounds
+
+
+def test_missing_days_of_the_window_are_named_and_days_before_the_partitions_are_not(
+    store: DeltaStore,
+) -> None:
+    landed = sorted({D - dt.timedelta(days=1), D})
+    for table in (BRONZE_FLIGHTS, BRONZE_WEATHER):
+        log = pl.DataFrame({"day": landed}, schema={"day": pl.Date})
+        store.replace_days(landing_log_table(table), log, "day", landed, {})
+    built = build_feature_days(store, [D], earliest=D - dt.timedelta(days=3))
+    assert built.missing_window_days == {
+        BRONZE_FLIGHTS: [(D - dt.timedelta(days=n)).isoformat() for n in (3, 2)]
+    }
+    assert build_feature_days(store, [D], earliest=D - dt.timedelta(days=1)).missing_window_days == {}
 
 
 def test_an_empty_frame_has_label_rate_zero() -> None:
