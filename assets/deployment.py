@@ -1,37 +1,61 @@
-"""Deployment: the champion in the registry, promoted only through a passed gate."""
+"""Deployment: the champion in the registry, promoted only through a passed gate.
+
+Every change of champion (this asset, the rollback job, the CLI as seen by the
+`champion_sync` sensor) is a materialization of `deployment/champion_model` with the same
+metadata, so the asset's page shows the model being served.
+"""
 
 import datetime as dt
+from typing import Any
 
 import dagster as dg
 
+from assets.run_models import run_candidate_version
 from assets.training import evaluation
-from ml.registry.model_registry import ModelRegistry, RegistryError
+from ml.registry.candidates import candidate_of_run
+from ml.registry.model_registry import ModelRegistry, ModelVersion
 from resources import LakeResource
 
+CHAMPION_KEY = dg.AssetKey(["deployment", "champion_model"])
 
-@dg.asset(key=["deployment", "champion_model"], group_name="deployment", deps=[evaluation], kinds={"delta"})
+
+def champion_metadata(
+    champion: ModelVersion, previous: int | None, reason: str, trigger: str, frozen: bool
+) -> dict[str, Any]:
+    """What a materialization of deployment/champion_model says, whoever changed the champion."""
+    return {
+        "champion_version": champion.version,
+        "previous_champion": previous,
+        "reason": reason,
+        "trigger": trigger,
+        "onnx_uri": champion.onnx_uri,
+        "roc_auc": champion.metrics.get("test", {}).get("roc_auc"),
+        "promotions_frozen": frozen,
+    }
+
+
+@dg.asset(key=CHAMPION_KEY, group_name="deployment", deps=[evaluation], kinds={"delta"})
 def champion_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """Promotes the evaluated candidate; the evaluation's blocking checks keep a failed one from getting here."""
+    """Promotes the candidate its run evaluated, unless promotions are frozen.
+
+    The evaluation's blocking checks keep a failed candidate from getting here; the registry
+    refuses one without a passed gate anyway. A freeze fails this step and leaves the
+    candidate a candidate, to promote from the CLI once unfrozen.
+    """
     registry = ModelRegistry(lake.store())
-    candidate = registry.latest("candidate")
-    if candidate is None:
-        raise RegistryError("no candidate awaits promotion (the last one was rejected or already promoted)")
-    gate = candidate.metrics.get("gate", {})
-    if not gate.get("passed"):
-        raise RegistryError(
-            f"candidate v{candidate.version} has no passed evaluation: {gate or 'not evaluated'}"
+    version = run_candidate_version(context)
+    candidate = candidate_of_run(registry, version)
+    if version is None:
+        context.log.warning(
+            f"this run trained no candidate_model; promoting the newest candidate v{candidate.version}"
         )
-    previous = registry.promote(
-        candidate.version, f"gate passed: {gate['beats_champion']}", now=dt.datetime.now(dt.UTC)
-    )
+    reason = f"gate passed: {(candidate.metrics.get('gate') or {}).get('beats_champion')}"
+    previous = registry.promote_passed(candidate.version, reason, now=dt.datetime.now(dt.UTC))
     context.log.info(
         f"v{candidate.version} is the champion" + (f"; v{previous.version} archived" if previous else "")
     )
     return dg.MaterializeResult(
-        metadata={
-            "champion_version": candidate.version,
-            "previous_champion": previous.version if previous else None,
-            "onnx_uri": candidate.onnx_uri,
-            "roc_auc": candidate.metrics.get("test", {}).get("roc_auc"),
-        }
+        metadata=champion_metadata(
+            candidate, previous.version if previous else None, reason, "gate", registry.frozen() is not None
+        )
     )

@@ -1,7 +1,7 @@
 """Training: the DVC-pinned training set, the candidate trained through a launcher, and its evaluation.
 
-`training/evaluation` scores the newest candidate against the champion and two baselines;
-its blocking checks are the promotion gate that `deployment/champion_model` sits behind.
+`training/evaluation` scores the candidate its own run trained against the champion and two
+baselines; its blocking checks are the promotion gate that `deployment/champion_model` sits behind.
 """
 
 import datetime as dt
@@ -10,6 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.features import flight_features
+from assets.run_models import run_candidate_version
 from assets.step_resources import EVALUATION, TRAINING_SET, k8s_step_tags
 from ml.evaluation.candidate_evaluation import evaluate_candidate
 from ml.evaluation.leaderboard import leaderboard_text
@@ -136,8 +137,9 @@ def evaluation(
     dvc: DvcResource,
     artifacts: ArtifactsResource,
 ) -> dg.MaterializeResult:
-    """Scores the newest candidate on its test split; a candidate that fails the gate is rejected."""
+    """Scores the run's candidate on its test split; a candidate that fails the gate is rejected."""
     registry = ModelRegistry(lake.store())
+    version = run_candidate_version(context)
     result = evaluate_candidate(
         registry,
         dvc.repo(),
@@ -145,13 +147,22 @@ def evaluation(
         config.champion_margin,
         config.boosted_trees_tolerance,
         dt.datetime.now(dt.UTC),
+        version,
     )
+    if version is None:
+        context.log.warning(
+            f"this run trained no candidate_model; evaluated the newest candidate v{result.candidate.version}"
+        )
     report, gate = result.report, result.report.gate
     context.log.info("leaderboard\n" + leaderboard_text(report.leaderboard))
+    freeze = registry.frozen()
+    if freeze is not None:
+        context.log.warning(f"{freeze.describe()}; deployment/champion_model will not promote")
     return dg.MaterializeResult(
         metadata={
             "candidate_version": result.candidate.version,
             "champion_version": result.champion.version if result.champion else None,
+            "promotions_frozen": freeze is not None,
             "roc_auc": report.metrics["candidate"]["roc_auc"],
             "leaderboard": dg.MetadataValue.md(markdown_table(report.leaderboard)),
             "calibration": dg.MetadataValue.md(markdown_table(report.calibration, max_rows=20)),

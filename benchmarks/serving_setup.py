@@ -121,7 +121,8 @@ def build_platform(root: Path, days: int) -> ServingPlatform:
                 now=dt.datetime.now(dt.UTC),
             )
         )
-    registry.promote(versions[0], "serving benchmark", now=dt.datetime.now(dt.UTC))
+        if len(versions) == 1:  # promoted before the next registration would supersede it
+            registry.promote(versions[0], "serving benchmark", now=dt.datetime.now(dt.UTC))
     return ServingPlatform(root=root, last_day=last, champion=versions[0], other=versions[1])
 
 

@@ -1,8 +1,9 @@
-"""Evaluate the newest candidate: the checks that it is the model of the pinned training set, then the gate.
+"""Evaluate a run's candidate: the checks that it is the model of the pinned training set, then the gate.
 
-A candidate is only scored on the training set it was trained on (the DVC lock's md5
-must equal the registry's), with both models' artifacts present; a candidate that fails
-the gate is rejected in the registry, so it can never be promoted or rolled back to.
+The candidate is the one the run trained (the newest when the run trained none). It is only
+scored on the training set it was trained on (the DVC lock's md5 must equal the registry's),
+with both models' artifacts present; a candidate that fails the gate is rejected in the
+registry, so it can never be promoted or rolled back to.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from dataclasses import dataclass
 from ml.evaluation.evaluate import EvaluationReport, evaluate
 from ml.lake.storage import join_uri
 from ml.registry.artifacts import ArtifactStore
+from ml.registry.candidates import candidate_of_run
 from ml.registry.dvc_repo import TRAINING_SET_PATH, DvcError, DvcRepo
-from ml.registry.model_registry import ModelRegistry, ModelVersion, RegistryError, check_artifacts
+from ml.registry.model_registry import ModelRegistry, ModelVersion, check_artifacts
 
 
 @dataclass(frozen=True)
@@ -26,13 +28,9 @@ class CandidateEvaluation:
     plots: dict[str, bytes]
 
 
-def newest_candidate(registry: ModelRegistry, repo: DvcRepo) -> ModelVersion:
-    """The newest candidate, refused unless the training set on disk is the one it was trained on."""
-    candidate = registry.latest("candidate")
-    if candidate is None:
-        raise RegistryError(
-            "no model version with status candidate to evaluate: materialize training/candidate_model"
-        )
+def checked_candidate(registry: ModelRegistry, repo: DvcRepo, version: int | None) -> ModelVersion:
+    """The run's candidate, refused unless the training set on disk is the one it was trained on."""
+    candidate = candidate_of_run(registry, version)
     check_artifacts(candidate, registry.store.storage_options)
     on_disk = repo.locked_output("training_set", TRAINING_SET_PATH).md5
     if on_disk != candidate.training_set_md5:
@@ -50,9 +48,10 @@ def evaluate_candidate(
     champion_margin: float,
     boosted_trees_tolerance: float,
     now: dt.datetime,
+    version: int | None,
 ) -> CandidateEvaluation:
-    """Score the newest candidate against the champion and baselines, record it, reject it if it fails."""
-    candidate = newest_candidate(registry, repo)
+    """Score the run's candidate against the champion and baselines, record it, reject it if it fails."""
+    candidate = checked_candidate(registry, repo, version)
     champion = registry.champion()
     if champion is not None:
         check_artifacts(champion, registry.store.storage_options)

@@ -17,7 +17,7 @@ from ml.lake.storage import join_uri
 from ml.lake.tables import FEATURES_TABLE
 from ml.registry.artifacts import CHECKPOINTS, ArtifactStore
 from ml.registry.dvc_repo import MODEL_PATH, TRAINING_SET_PATH, DvcRepo
-from ml.registry.model_registry import ModelRegistry
+from ml.registry.model_registry import ModelRegistry, ModelVersion, RegistryError
 from ml.registry.provenance import git_commit, model_key
 from ml.training.training_set import read_manifest
 
@@ -81,3 +81,27 @@ def register_candidate(
         now=now,
     )
     return Candidate(version=version, artifact_uri=artifact_uri, model_md5=model_md5)
+
+
+def candidate_of_run(registry: ModelRegistry, version: int | None) -> ModelVersion:
+    """The candidate a run trained (`version`), or the newest candidate when the run trained none.
+
+    A run evaluates and promotes its own model, never one a concurrent run registered; a model
+    that is no longer a candidate (a newer one superseded it, the gate rejected it) is refused.
+    """
+    if version is None:
+        newest = registry.latest("candidate")
+        if newest is None:
+            raise RegistryError(
+                "no model version with status candidate: materialize training/candidate_model"
+            )
+        return newest
+    model = registry.get(version)
+    if model.status != "candidate":
+        why = registry.last_reason(version)
+        raise RegistryError(
+            f"model version {version}, trained by this run, is {model.status}"
+            + (f" ({why})" if why else "")
+            + "; it is no longer a candidate, so this run has nothing to evaluate or promote"
+        )
+    return model

@@ -2,7 +2,12 @@
 
 Every state change rewrites the (small) table in one commit, so a promotion moves the
 old champion to `archived` and the new one to `champion` atomically; each change is
-also appended to `registry/events` with its reason.
+also appended to `registry/events` with its reason. A new candidate supersedes older
+ones in the same commit, so only the newest can be evaluated and promoted.
+
+Only a version that passed its promotion gate, or served as champion before, can become
+champion through the platform (`promote_passed`, `rollback`). An operator's freeze
+(`registry/flags`) stops promotions, never rollbacks.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import polars as pl
 from ml.lake.delta import DeltaStore
 from ml.lake.schemas import TIMESTAMP_UTC
 from ml.lake.storage import exists
-from ml.lake.tables import REGISTRY_EVENTS, REGISTRY_MODELS
+from ml.lake.tables import REGISTRY_EVENTS, REGISTRY_FLAGS, REGISTRY_MODELS
 
-STATUSES = ("candidate", "champion", "archived", "rejected")
+STATUSES = ("candidate", "champion", "archived", "rejected", "superseded")
+FREEZE_FLAG = "promotions_frozen"
+UNFREEZE_HINT = "python -m ml.registry.cli unfreeze"
 
 MODELS_SCHEMA: dict[str, pl.DataType] = {
     "version": pl.Int64(),
@@ -44,10 +51,30 @@ EVENTS_SCHEMA: dict[str, pl.DataType] = {
     "to_status": pl.String(),
     "reason": pl.String(),
 }
+FLAGS_SCHEMA: dict[str, pl.DataType] = {
+    "seq": pl.Int64(),
+    "at": TIMESTAMP_UTC,
+    "flag": pl.String(),
+    "value": pl.Boolean(),
+    "by": pl.String(),
+    "reason": pl.String(),
+}
 
 
 class RegistryError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """An operator's stop on promotions: who set it, why, and since when."""
+
+    by: str
+    reason: str
+    since: dt.datetime
+
+    def describe(self) -> str:
+        return f"promotions are frozen since {self.since:%Y-%m-%d %H:%M} UTC by {self.by}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -83,6 +110,21 @@ class ModelVersion:
             metrics=json.loads(row["metrics"]),
             created_at=row["created_at"],
         )
+
+
+def gate_of(model: ModelVersion) -> dict[str, Any] | None:
+    """The promotion gate's verdict kept in the registry row, or None if the version was never evaluated."""
+    gate = model.metrics.get("gate")
+    if gate is not None and not (isinstance(gate, dict) and isinstance(gate.get("passed"), bool)):
+        raise RegistryError(
+            f"model version {model.version}: metrics.gate is {gate!r}, not an object with a boolean 'passed'"
+        )
+    return gate
+
+
+def gate_passed(model: ModelVersion) -> bool:
+    gate = gate_of(model)
+    return gate is not None and gate["passed"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +170,12 @@ class ModelRegistry:
     ) -> int:
         current = self.frame()
         version = int(current["version"].max() or 0) + 1
+        candidates = current.filter(pl.col("status") == "candidate")
+        waiting = [ModelVersion.from_row(r) for r in candidates.iter_rows(named=True)]
+        supersede = pl.col("version").is_in([m.version for m in waiting])
+        current = current.with_columns(
+            pl.when(supersede).then(pl.lit("superseded")).otherwise(pl.col("status")).alias("status")
+        )
         row = {
             "version": version,
             "created_at": now,
@@ -144,7 +192,11 @@ class ModelRegistry:
             "metrics": json.dumps(metrics, sort_keys=True),
         }
         updated = pl.concat([current, pl.DataFrame([row], schema=MODELS_SCHEMA)])
-        self._write(updated, [(version, "", "candidate", "registered")], now)
+        events = [
+            (m.version, "candidate", "superseded", f"superseded by v{version} before {_next_step(m)}")
+            for m in waiting
+        ]
+        self._write(updated, [*events, (version, "", "candidate", "registered")], now)
         return version
 
     def update_metrics(self, version: int, metrics: dict[str, Any]) -> None:
@@ -164,25 +216,78 @@ class ModelRegistry:
         self._transition({version: "rejected"}, reason, now)
 
     def promote(self, version: int, reason: str, *, now: dt.datetime) -> ModelVersion | None:
-        """Make `version` the champion and archive the previous one; returns the previous champion."""
-        model = self.get(version)
-        check_artifacts(model, self.store.storage_options)
-        previous = self.champion()
-        if previous is not None and previous.version == version:
-            return previous
-        changes = {version: "champion"}
-        if previous is not None:
-            changes[previous.version] = "archived"
-        self._transition(changes, reason, now)
-        return previous
+        """Make `version` the champion and archive the previous one; returns the previous champion.
+
+        Refused while promotions are frozen, and for rejected or superseded versions. It does
+        not read the gate: the platform promotes through `promote_passed` (the gate's asset,
+        the CLI) or `rollback`; tests and benchmarks call this to install a champion.
+        """
+        model = self._servable(version)
+        freeze = self.frozen()
+        if freeze is not None:
+            raise RegistryError(
+                f"{freeze.describe()}; v{version} stays {model.status}. Unfreeze with `{UNFREEZE_HINT}`, "
+                f"then promote it with `python -m ml.registry.cli promote {version}`"
+            )
+        return self._make_champion(model, reason, now)
+
+    def promote_passed(self, version: int, reason: str, *, now: dt.datetime) -> ModelVersion | None:
+        """Promote a version whose promotion gate passed (see `promote` for what else refuses it)."""
+        model = self._servable(version)
+        if not gate_passed(model):
+            raise RegistryError(
+                f"model version {version} {_why_not_passed(model)}; only a version that passed its gate "
+                "(training/evaluation) can be promoted"
+            )
+        return self.promote(version, reason, now=now)
 
     def rollback(self, to_version: int, reason: str = "rollback", *, now: dt.datetime) -> ModelVersion | None:
-        model = self.get(to_version)
-        if model.status == "rejected":
+        """Make an earlier version the champion again: one that passed its gate or was champion before.
+
+        Rollback is the operator's emergency lever, so it stays allowed while promotions are frozen.
+        """
+        model = self._servable(to_version)
+        if not gate_passed(model) and not self.served_before(to_version):
             raise RegistryError(
-                f"version {to_version} was rejected by the promotion gate; it cannot be champion"
+                f"model version {to_version} {_why_not_passed(model)} and was never champion; "
+                "roll back only to a version that passed its gate or served before"
             )
-        return self.promote(to_version, reason, now=now)
+        return self._make_champion(model, reason, now)
+
+    def served_before(self, version: int) -> bool:
+        """Whether registry/events show `version` becoming champion at some point."""
+        events = self.events()
+        return events.filter((pl.col("version") == version) & (pl.col("to_status") == "champion")).height > 0
+
+    def last_reason(self, version: int) -> str:
+        """The reason of the latest status change of `version` ("" if it has none)."""
+        reasons = self.events().filter(pl.col("version") == version)["reason"]
+        return str(reasons[-1]) if len(reasons) else ""
+
+    def freeze(self, reason: str, *, now: dt.datetime, by: str = "operator") -> Freeze:
+        """Stop promotions (the gate's and the CLI's) until `unfreeze`; rollbacks stay allowed."""
+        if not reason.strip():
+            raise RegistryError(
+                "a freeze needs a reason (--reason): it is what the blocked promotions report"
+            )
+        self._write_flag(True, by, reason, now)
+        return Freeze(by=by, reason=reason, since=now)
+
+    def unfreeze(self, *, now: dt.datetime, by: str = "operator") -> Freeze | None:
+        """Allow promotions again; returns the freeze that was lifted (None if there was none)."""
+        lifted = self.frozen()
+        if lifted is not None:
+            self._write_flag(False, by, "unfrozen", now)
+        return lifted
+
+    def frozen(self) -> Freeze | None:
+        if not self.store.exists(REGISTRY_FLAGS):
+            return None
+        flags = self.store.read(REGISTRY_FLAGS).filter(pl.col("flag") == FREEZE_FLAG)
+        if flags.is_empty():
+            return None
+        last = flags.sort("seq").row(-1, named=True)
+        return Freeze(by=last["by"], reason=last["reason"], since=last["at"]) if last["value"] else None
 
     def needed_versions(self) -> dict[str, set[int]]:
         """Per lake table, the Delta versions that registered models were built from."""
@@ -196,6 +301,38 @@ class ModelRegistry:
         if not self.store.exists(REGISTRY_EVENTS):
             return pl.DataFrame(schema=EVENTS_SCHEMA)
         return self.store.read(REGISTRY_EVENTS).sort("at")
+
+    def _servable(self, version: int) -> ModelVersion:
+        model = self.get(version)
+        if model.status == "rejected":
+            raise RegistryError(
+                f"version {version} was rejected by the promotion gate; it cannot be champion"
+            )
+        if model.status == "superseded":
+            raise RegistryError(
+                f"version {version} was {self.last_reason(version) or 'superseded'}; it cannot be champion"
+            )
+        return model
+
+    def _make_champion(self, model: ModelVersion, reason: str, now: dt.datetime) -> ModelVersion | None:
+        check_artifacts(model, self.store.storage_options)
+        previous = self.champion()
+        if previous is not None and previous.version == model.version:
+            return previous
+        changes = {model.version: "champion"}
+        if previous is not None:
+            changes[previous.version] = "archived"
+        self._transition(changes, reason, now)
+        return previous
+
+    def _write_flag(self, value: bool, by: str, reason: str, now: dt.datetime) -> None:
+        before = self.store.read(REGISTRY_FLAGS) if self.store.exists(REGISTRY_FLAGS) else None
+        seq = 0 if before is None else int(before["seq"].max() or 0) + 1
+        row = {"seq": seq, "at": now, "flag": FREEZE_FLAG, "value": value, "by": by, "reason": reason}
+        rows = pl.DataFrame([row], schema=FLAGS_SCHEMA)
+        frame = rows if before is None else pl.concat([before.select(list(FLAGS_SCHEMA)), rows])
+        label = f"{FREEZE_FLAG}={str(value).lower()} by {by}"
+        self.store.overwrite(REGISTRY_FLAGS, frame, {"registry_change": label})
 
     def _transition(self, changes: dict[int, str], reason: str, now: dt.datetime) -> None:
         frame = self.frame()
@@ -224,6 +361,18 @@ class ModelRegistry:
             schema=EVENTS_SCHEMA,
         )
         self.store.overwrite(REGISTRY_EVENTS, pl.concat([self.events(), rows]), {"registry_change": label})
+
+
+def _next_step(model: ModelVersion) -> str:
+    return "promotion" if "gate" in model.metrics else "evaluation"
+
+
+def _why_not_passed(model: ModelVersion) -> str:
+    gate = gate_of(model)
+    if gate is None:
+        return "was never evaluated"
+    explained = "; ".join(f"{k}: {v}" for k, v in gate.items() if k != "passed")
+    return f"failed its promotion gate ({explained or 'no explanation kept'})"
 
 
 def check_artifacts(model: ModelVersion, storage_options: Mapping[str, str] | None = None) -> None:

@@ -1,8 +1,10 @@
 """The chain from training set to champion on real assets: training through the local launcher
-(a Pipes subprocess), evaluation against baselines and champion, promotion, rejection, reproduction."""
+(a Pipes subprocess), evaluation against baselines and champion, promotion, rejection, reproduction,
+a run acting on its own model only, and an operator's freeze."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import signal
@@ -14,11 +16,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from assets.deployment import CHAMPION_KEY
+from assets.training import candidate_model, evaluation
+from ml.registry.cli import main as registry_cli
 from ml.registry.model_registry import ModelRegistry
 from ml.training.training_set import folder_md5
 from orchestration.maintenance import maintenance
-from resources import LocalLauncher, TrainingRequest
-from tests.conftest import ASSETS, FAST_TRAINING, PROJECT, TrainingPlatform, day, set_training
+from orchestration.registry_jobs import champion_sync
+from resources import LakeResource, LocalLauncher, TrainingRequest
+from tests.conftest import ASSETS, FAST_TRAINING, PROJECT, TrainingPlatform, day, failures, set_training
 
 CHAIN = [
     "training/training_set",
@@ -37,10 +43,21 @@ def trained(training_platform: TrainingPlatform) -> TrainingPlatform:
     return p
 
 
-def _chain(p: TrainingPlatform, gate: dict | None = None) -> dg.ExecuteInProcessResult:
+def _chain(
+    p: TrainingPlatform,
+    gate: dict | None = None,
+    selection: list[str] = CHAIN,
+    extra: tuple[dg.AssetsDefinition, ...] = (),
+    instance: dg.DagsterInstance | None = None,
+) -> dg.ExecuteInProcessResult:
     config = {"ops": {"training__evaluation": {"config": gate}}} if gate else None
     return dg.materialize(
-        ASSETS, selection=CHAIN, resources=p.resources, run_config=config, raise_on_error=False
+        [*ASSETS, *extra],
+        selection=[*selection, *(a.key.to_user_string() for a in extra)],
+        resources=p.resources,
+        run_config=config,
+        raise_on_error=False,
+        instance=instance,
     )
 
 
@@ -233,3 +250,114 @@ def test_a_missing_dvc_remote_fails_the_snapshot_and_keeps_the_previous_one_and_
     assert folder_md5(trained.repo / "data" / "training_set") == snapshot_before
     registry = ModelRegistry(trained.store)
     assert [(m.version, m.status) for m in registry.versions()] == [(1, "champion")]
+
+
+# --- a run acts on the model it trained, never on a concurrent run's ------------------------------
+
+
+def concurrent_registration(after: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    """Test asset: another run registers a candidate between `after` and this run's next step.
+
+    Its files are a copy of this run's candidate, and it carries that candidate's metrics (so,
+    once evaluated, a passed gate): a model the next step could mistake for its own. The
+    `dagster/priority` tag makes the in-process executor run it before the next step.
+    """
+
+    @dg.asset(
+        key=["tests", f"registered_after_{after.key.path[-1]}"],
+        deps=[after],
+        op_tags={"dagster/priority": "10"},
+    )
+    def _register(lake: LakeResource) -> None:
+        registry = ModelRegistry(lake.store())
+        mine = registry.latest("candidate")
+        assert mine is not None
+        folder = Path(mine.artifact_uri).parent / f"concurrent-of-v{mine.version}"
+        shutil.copytree(mine.artifact_uri, folder)
+        registry.register(
+            artifact_uri=str(folder),
+            onnx_uri=str(folder / "model.onnx"),
+            model_md5=f"concurrent-{mine.model_md5}",
+            training_set_md5=mine.training_set_md5,
+            feature_table_uri=mine.feature_table_uri,
+            feature_table_version=mine.feature_table_version,
+            lake_versions=mine.lake_versions,
+            git_commit=mine.git_commit,
+            params=mine.params,
+            metrics=mine.metrics,
+            now=dt.datetime.now(dt.UTC),
+        )
+
+    return _register
+
+
+def test_evaluation_and_promotion_act_on_their_runs_model_even_when_a_newer_candidate_exists(
+    trained: TrainingPlatform,
+) -> None:
+    gate = {"boosted_trees_tolerance": 1.0}
+    registry = ModelRegistry(trained.store)
+    # A concurrent candidate (v2) lands after this run trained v1: the run must not evaluate v2.
+    result = _chain(trained, gate, extra=(concurrent_registration(candidate_model),))
+    assert not result.success
+    assert (
+        "model version 1, trained by this run, is superseded (superseded by v2 before evaluation)"
+        in (failures(result)["training__evaluation"])
+    )
+    assert {m.version: m.status for m in registry.versions()} == {1: "superseded", 2: "candidate"}
+    assert "gate" not in registry.get(2).metrics
+
+    # This run trains v3 and evaluates it; a concurrent, evaluated v4 lands before promotion.
+    result = _chain(trained, gate, CHAIN[1:], extra=(concurrent_registration(evaluation),))
+    assert not result.success
+    events = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
+    assert events["training/evaluation"].materialization.metadata["candidate_version"].value == 3
+    assert (
+        "model version 3, trained by this run, is superseded (superseded by v4 before promotion)"
+        in (failures(result)["deployment__champion_model"])
+    )
+    assert registry.champion() is None and registry.get(4).status == "candidate"
+
+    # Evaluation and promotion alone (from the UI): no model trained in the run, so the newest candidate.
+    instance = dg.DagsterInstance.ephemeral()
+    result = _chain(trained, gate, CHAIN[2:], instance=instance)
+    assert result.success
+    logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any("trained no candidate_model; evaluated the newest candidate v4" in m for m in logs)
+    assert any("trained no candidate_model; promoting the newest candidate v4" in m for m in logs)
+    assert registry.champion().version == 4  # type: ignore[union-attr]
+
+
+# --- an operator's freeze: the gate still runs, promotion waits ------------------------------------
+
+
+def test_a_freeze_holds_a_passed_candidate_until_the_operator_unfreezes_and_promotes_it(
+    trained: TrainingPlatform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = ModelRegistry(trained.store)
+    registry.freeze("holiday change freeze", now=dt.datetime.now(dt.UTC), by="ops")
+    instance = dg.DagsterInstance.ephemeral()
+    result = _chain(trained, {"boosted_trees_tolerance": 1.0}, instance=instance)
+    assert not result.success
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {"beats_champion": True, "beats_boosted_trees": True}
+    events = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
+    assert events["training/evaluation"].materialization.metadata["promotions_frozen"].value is True
+    error = failures(result)["deployment__champion_model"]
+    assert "promotions are frozen since" in error and "by ops: holiday change freeze" in error
+    assert "python -m ml.registry.cli unfreeze" in error and "python -m ml.registry.cli promote 1" in error
+    assert [(m.version, m.status) for m in registry.versions()] == [(1, "candidate")]
+    assert instance.get_latest_materialization_event(CHAMPION_KEY) is None
+
+    # The operator does what the message says; the champion's page then catches up.
+    lake = str(trained.root / "lake")
+    assert registry_cli(["--lake", lake, "unfreeze"]) == 0
+    assert registry_cli(["--lake", lake, "promote", "1", "--reason", "after the holidays"]) == 0
+    capsys.readouterr()
+    assert registry.champion().version == 1  # type: ignore[union-attr]
+    tick = champion_sync(
+        dg.build_sensor_context(instance=instance, resources={"lake": LakeResource(root=lake)})
+    )
+    assert isinstance(tick, dg.SensorResult) and tick.asset_events
+    shown = {k: v.value for k, v in tick.asset_events[0].metadata.items()}
+    assert (shown["champion_version"], shown["previous_champion"]) == (1, None)
+    assert (shown["reason"], shown["promotions_frozen"]) == ("after the holidays", False)

@@ -138,8 +138,8 @@ def test_promotion_refuses_a_model_whose_artifacts_left_the_bucket(s3_buckets: S
                 now=dt.datetime.now(dt.UTC),
             )
         )
-    registry.promote(versions[0], "first", now=dt.datetime.now(dt.UTC))
-    registry.promote(versions[1], "second", now=dt.datetime.now(dt.UTC))
+        # promoted as soon as registered: a newer registration supersedes a waiting candidate
+        registry.promote(versions[-1], key, now=dt.datetime.now(dt.UTC))
     s3_buckets.delete_objects("models", "models/one/")
 
     with pytest.raises(RegistryError, match="models/one"):
