@@ -11,7 +11,10 @@ duplicate and the tables keep a history across days.
 
 A breach fails the asset's check (not blocking: there is nothing downstream to stop)
 and appends one row to `DRIFT_SIGNALS_TABLE`, which the retraining sensor reads. One
-row per breached run, not per feature: the sensor starts one run per new signal key.
+row per breach episode, not per run or per feature: a breach that goes on for days
+keeps its first key (`ml.monitoring.signals`). Before there is anything to judge (no
+training set, no prediction logged) an asset materializes what it found and its check
+passes, saying why.
 """
 
 import datetime as dt
@@ -27,7 +30,13 @@ from ml.evaluation.plots import png_markdown
 from ml.lake.tables import DRIFT_TABLE, LIVE_PERFORMANCE_TABLE
 from ml.monitoring.drift import Thresholds, drift_plot
 from ml.monitoring.live_performance import PerformanceLimits, performance_plot
-from ml.monitoring.reports import drift_report, live_performance_report
+from ml.monitoring.reports import (
+    NothingToMonitor,
+    drift_episode,
+    drift_report,
+    live_performance_episode,
+    live_performance_report,
+)
 from ml.monitoring.signals import raise_signal
 from ml.registry.dvc_repo import TRAINING_SET_PATH
 from ml.text_tables import markdown_table
@@ -69,6 +78,18 @@ class LivePerformanceConfig(dg.Config):
     bins: int = Field(default=10, ge=1, description="Quantile bins of the calibration error.")
 
 
+def nothing_to_monitor(
+    context: dg.AssetExecutionContext, check_name: str, nothing: NothingToMonitor, **counts: int
+) -> dg.MaterializeResult:
+    """A run with nothing to judge: no rows written, no signal, and a passing check that says why."""
+    context.log.info(nothing.reason)
+    metadata = {"status": nothing.reason, **counts, "retraining_signal": False}
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[dg.AssetCheckResult(check_name=check_name, passed=True, metadata=metadata)],
+    )
+
+
 @dg.asset(
     key=DRIFT,
     group_name=GROUP,
@@ -92,14 +113,18 @@ def drift(
     report = drift_report(
         store, folder, config.window_days, thresholds, config.bins, config.excluded_features
     )
+    if isinstance(report, NothingToMonitor):
+        return nothing_to_monitor(context, "no_feature_drift", report, breached_features=0)
     over, last, table = report.over, report.last, report.table
     commit = commit_metadata(context, last.isoformat())
     result = store.replace_days(DRIFT_TABLE, report.frame, "as_of", [last], commit)
     signalled = False
-    if over.height:
+    episode = drift_episode(store, report.champion_version) if over.height else None
+    if episode is not None:
         worst = over.row(0, named=True)
         now = dt.datetime.now(dt.UTC)
-        signalled = raise_signal(store, report.signal_key, DRIFT.to_user_string(), worst, last, now)
+        source = DRIFT.to_user_string()
+        signalled = raise_signal(store, episode.key, source, worst, last, now, since=episode.start)
         context.log.warning(
             f"{over.height} feature(s) drifted; worst: {worst['feature']} {worst['metric']} {worst['value']:.3f}"
         )
@@ -111,6 +136,7 @@ def drift(
             features=dg.MetadataValue.md(markdown_table(table, max_rows=len(table))),
             plot=dg.MetadataValue.md(png_markdown(drift_plot(table, thresholds), "drift per feature")),
             retraining_signal=signalled,
+            breached_since=episode.start.isoformat() if episode else None,
         ),
         check_results=[
             dg.AssetCheckResult(
@@ -147,20 +173,29 @@ def live_performance(
     store = lake.store()
     limits = PerformanceLimits(auc_floor=config.auc_floor, max_calibration_error=config.max_calibration_error)
     report = live_performance_report(store, config.lookback_days, config.min_outcomes, config.bins, limits)
+    if isinstance(report, NothingToMonitor):
+        return nothing_to_monitor(context, "realized_quality", report, predictions_logged=0, days_scored=0)
     over, table, days = report.over, report.table, report.days
     commit = commit_metadata(context, f"{days[0]}..{days[-1]}")
     result = store.replace_days(LIVE_PERFORMANCE_TABLE, report.frame, "flight_date", days, commit)
     signalled = False
-    if over.height:
-        worst = over.row(0, named=True)
+    worst = over.row(0, named=True) if over.height else None
+    episode = live_performance_episode(store, worst["model_version"]) if worst else None
+    if worst and episode is not None:
         source, now = LIVE_PERFORMANCE.to_user_string(), dt.datetime.now(dt.UTC)
-        signalled = raise_signal(store, report.signal_key, source, worst, worst["flight_date"], now)
+        as_of = worst["flight_date"]
+        signalled = raise_signal(store, episode.key, source, worst, as_of, now, since=episode.start)
         context.log.warning(
             f"{over.height} day(s) under the limits; worst: {worst['flight_date']} {worst['metric']} {worst['value']:.3f}"
         )
     per_day = dg.MetadataValue.md(markdown_table(table, max_rows=len(table)))
     metadata = delta_metadata(
-        result, report.frame, **report.summary, per_day=per_day, retraining_signal=signalled
+        result,
+        report.frame,
+        **report.summary,
+        per_day=per_day,
+        retraining_signal=signalled,
+        breached_since=episode.start.isoformat() if episode else None,
     )
     if report.days_scored:
         plot = performance_plot(table, config.auc_floor)

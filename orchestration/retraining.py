@@ -1,4 +1,11 @@
-"""Retraining follows a policy stated in config: new feature days, a weekly schedule, or drift."""
+"""Retraining follows a policy stated in config: new feature days, a weekly schedule, or monitoring signals.
+
+One training at a time, twice over: the instance's run queue runs one run tagged
+`TRAINING_RUN_TAGS` at a time (orchestration/instance/*.yaml), and neither the sensor
+nor the schedule asks for another while one is unfinished, so a queue of trainings
+never builds up behind a slow one. The sensor answers every unhandled signal with one
+run whose key is the trigger and the data it would train on (`ml.training.retrain_policy`).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +15,34 @@ import json
 import dagster as dg
 import polars as pl
 
+from ml.lake.delta import DeltaStore
 from ml.lake.tables import DRIFT_SIGNALS_TABLE, FEATURES_TABLE
-from ml.registry.dvc_repo import TRAINING_SET_PATH
+from ml.registry.dvc_repo import PARAMS_FILE, TRAINING_SET_PATH
 from ml.settings import NEW_YORK
-from ml.training.retrain_policy import DriftSignal, decide
+from ml.training.params import cutoff, load_params
+from ml.training.retrain_policy import Decision, DriftSignal, TrainingData, decide
 from ml.training.training_set import MANIFEST
-from orchestration.jobs import training_job
+from orchestration.jobs import TRAINING_RUN_TAGS, training_job
 from resources import DvcResource, LakeResource, RetrainPolicy
+
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+"""A training run in one of these holds or waits for the one training slot. NOT_STARTED is
+left out: a run the daemon created but never submitted would block retraining for good."""
+SHOWN_RUNS = 5
+
+
+def unfinished_training_runs(instance: dg.DagsterInstance) -> list[str]:
+    """`run_id (STATUS)` of each training run queued, starting, running, or failed and about to be retried."""
+    tags = dict(TRAINING_RUN_TAGS)
+    runs = list(instance.get_runs(dg.RunsFilter(tags=tags, statuses=UNFINISHED), limit=SHOWN_RUNS))
+    failed = instance.get_runs(dg.RunsFilter(tags=tags, statuses=[dg.DagsterRunStatus.FAILURE]), limit=1)
+    runs += [r for r in failed if r.is_complete_and_waiting_to_retry]
+    return [f"{r.run_id} ({r.status.value}{', to be retried' if r.is_failure else ''})" for r in runs]
 
 
 def _last_cutoff(dvc: DvcResource) -> dt.date | None:
@@ -24,11 +52,39 @@ def _last_cutoff(dvc: DvcResource) -> dt.date | None:
     return dt.date.fromisoformat(json.loads(manifest.read_text())["cutoff"])
 
 
+def _training_data(store: DeltaStore, dvc: DvcResource, days: list[dt.date]) -> TrainingData | None:
+    """The cutoff the training set would take (params.yaml's, else the latest day) and the features' version."""
+    version = store.version(FEATURES_TABLE)
+    if version is None or not days:
+        return None
+    params = dvc.path(PARAMS_FILE)
+    fixed = cutoff(load_params(params)) if params.exists() else None
+    return TrainingData(fixed or max(days), version)
+
+
+def _unhandled_signals(store: DeltaStore, handled: set[str]) -> list[DriftSignal]:
+    if not store.exists(DRIFT_SIGNALS_TABLE):
+        return []
+    rows = store.read(DRIFT_SIGNALS_TABLE).sort("raised_at").iter_rows(named=True)
+    return [DriftSignal(r["key"], r["detail"]) for r in rows if r["key"] not in handled]
+
+
+def run_tags(decision: Decision) -> dict[str, str]:
+    """What the run says about why it runs: trigger, data, the signals it answers and the reason."""
+    tags = {"platform/trigger": decision.trigger, "platform/reason": decision.reason}
+    if decision.data is not None:
+        tags["platform/training_data"] = decision.data.key
+    if decision.signals:
+        tags["platform/signals"] = " ".join(s.key for s in decision.signals)
+    return tags
+
+
 @dg.sensor(
     name="retrain_sensor",
     job=training_job,
     minimum_interval_seconds=30,
-    description="Asks for train -> evaluate -> promote when the retraining policy says so.",
+    description="Asks for train -> evaluate -> promote when the retraining policy says so, "
+    "one training at a time.",
 )
 def retrain_sensor(
     context: dg.SensorEvaluationContext, lake: LakeResource, dvc: DvcResource, retrain_policy: RetrainPolicy
@@ -40,19 +96,21 @@ def retrain_sensor(
             store.scan(FEATURES_TABLE).select(pl.col("flight_date").unique()).collect().to_series().to_list()
         )
     handled = set(json.loads(context.cursor)) if context.cursor else set()
-    drift: list[DriftSignal] = []
-    if retrain_policy.on_drift and store.exists(DRIFT_SIGNALS_TABLE):
-        rows = store.read(DRIFT_SIGNALS_TABLE).sort("raised_at").iter_rows(named=True)
-        drift = [DriftSignal(r["key"], r["detail"]) for r in rows if r["key"] not in handled]
-    decision = decide(days, _last_cutoff(dvc), retrain_policy.new_feature_days, drift)
+    drift = _unhandled_signals(store, handled) if retrain_policy.on_drift else []
+    decision = decide(
+        days,
+        _last_cutoff(dvc),
+        retrain_policy.new_feature_days,
+        drift,
+        _training_data(store, dvc, days),
+        unfinished_training_runs(context.instance),
+    )
     if not decision.retrain:
         return dg.SkipReason(decision.reason)
-    context.log.info(f"retraining: {decision.reason}")
-    cursor = sorted(handled | {s.key for s in drift[:1]})
+    context.log.info(f"retraining ({decision.run_key}): {decision.reason}")
+    cursor = sorted(handled | {s.key for s in decision.signals})
     return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(run_key=decision.run_key, tags={"platform/trigger": decision.run_key.split(":")[0]})
-        ],
+        run_requests=[dg.RunRequest(run_key=decision.run_key, tags=run_tags(decision))],
         cursor=json.dumps(cursor),
     )
 
@@ -61,12 +119,20 @@ DEFAULT_RETRAIN_CRON = "0 5 * * 1"
 
 
 def weekly_retraining_schedule(cron: str = DEFAULT_RETRAIN_CRON) -> dg.ScheduleDefinition:
-    """Train, evaluate and promote on `cron` (default Mondays 05:00), New York time, whatever the sensor saw."""
-    return dg.ScheduleDefinition(
+    """Train, evaluate and promote on `cron` (default Mondays 05:00), New York time, unless a training is unfinished."""
+
+    @dg.schedule(
         name="weekly_retraining",
         job=training_job,
         cron_schedule=cron,
         execution_timezone=NEW_YORK,
-        tags={"platform/trigger": "schedule"},
-        description=f"Train, evaluate and promote on the schedule `{cron}` (New York time).",
+        description=f"Train, evaluate and promote on the schedule `{cron}` (New York time), "
+        "unless a training run is queued or running.",
     )
+    def weekly_retraining(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        unfinished = unfinished_training_runs(context.instance)
+        if unfinished:
+            return dg.SkipReason(f"a training run is queued or running: {', '.join(unfinished)}")
+        return dg.RunRequest(tags={"platform/trigger": "schedule"})
+
+    return weekly_retraining

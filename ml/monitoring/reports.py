@@ -7,7 +7,14 @@ replaces, so the assets only write, signal and report. It writes nothing itself:
 write carries the run's commit metadata, which only the asset knows.
 
 Both windows end at the newest day found in the lake, not at today's date, so no clock
-is read here.
+is read here. Before there is anything to judge (no training set to compare with, no
+prediction logged yet) a report is `NothingToMonitor`, which says why: a platform
+starting from an empty lake monitors before its first model serves, and that is not a
+failure.
+
+A breach's signal is keyed by its episode (`ml.monitoring.signals`), found in the
+table's history after the run's rows are written: `drift_episode` and
+`live_performance_episode` read it back.
 """
 
 from __future__ import annotations
@@ -22,7 +29,13 @@ import polars as pl
 from ml.features.flight_features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from ml.lake.delta import DeltaStore
 from ml.lake.schemas import BRONZE_FLIGHTS_SCHEMA
-from ml.lake.tables import BRONZE_FLIGHTS, FEATURES_TABLE, PREDICTIONS_TABLE
+from ml.lake.tables import (
+    BRONZE_FLIGHTS,
+    DRIFT_TABLE,
+    FEATURES_TABLE,
+    LIVE_PERFORMANCE_TABLE,
+    PREDICTIONS_TABLE,
+)
 from ml.monitoring.drift import Thresholds, breaches, drift_table
 from ml.monitoring.live_performance import (
     PerformanceLimits,
@@ -30,11 +43,32 @@ from ml.monitoring.live_performance import (
     match_outcomes,
     performance_breaches,
 )
+from ml.monitoring.signals import episode_start, signal_key
 from ml.registry.model_registry import ModelRegistry
-from ml.training.training_set import read_manifest, read_split
+from ml.training.training_set import MANIFEST, read_manifest, read_split
 
 OUTCOME_COUNTS = ("predictions", "pending", "unmatched", "ambiguous", "cancelled", "diverted", "outcomes")
 """Columns of the daily performance table summed over the window for the run's metadata."""
+
+
+@dataclass(frozen=True)
+class NothingToMonitor:
+    """Why a monitoring run had nothing to judge; the asset reports it and its check passes."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Episode:
+    """The breach episode a signal is raised for: its first observed day and the signal's key."""
+
+    start: dt.date
+    key: str
+
+
+def _champion_version(store: DeltaStore) -> int | None:
+    champion = ModelRegistry(store).champion()
+    return champion.version if champion is not None else None
 
 
 @dataclass(frozen=True)
@@ -44,6 +78,7 @@ class DriftReport:
     first: dt.date
     last: dt.date
     cutoff: dt.date
+    champion_version: int | None
     reference_rows: int
     current_rows: int
     table: pl.DataFrame
@@ -51,11 +86,6 @@ class DriftReport:
     """Breaching features, worst first."""
     frame: pl.DataFrame
     """`table` with the run's `as_of`, window and reference columns and a `breach` flag: the rows written."""
-
-    @property
-    def signal_key(self) -> str:
-        """One signal per window end and training cutoff: a rerun on the same data does not signal twice."""
-        return f"feature-drift-{self.last}-vs-cutoff-{self.cutoff}"
 
     @property
     def breach_summary(self) -> pl.DataFrame:
@@ -79,8 +109,12 @@ def drift_report(
     thresholds: Thresholds,
     bins: int,
     excluded_features: Collection[str],
-) -> DriftReport:
+) -> DriftReport | NothingToMonitor:
     """PSI and KS per feature: the newest `window_days` of `FEATURES_TABLE` against the snapshot's train split."""
+    if not (training_set / MANIFEST).exists():
+        return NothingToMonitor(
+            f"no training set yet at {training_set}: nothing to compare recent features with"
+        )
     cutoff = dt.date.fromisoformat(read_manifest(training_set)["cutoff"])
     reference = read_split(training_set, "train")
     last = store.last_day(FEATURES_TABLE, "flight_date")
@@ -103,7 +137,19 @@ def drift_report(
         pl.lit(cutoff, pl.Date).alias("reference_cutoff"),
         pl.col("feature").is_in(over["feature"].implode()).alias("breach"),
     )
-    return DriftReport(first, last, cutoff, reference.height, current.height, table, over, frame)
+    version = _champion_version(store)
+    return DriftReport(first, last, cutoff, version, reference.height, current.height, table, over, frame)
+
+
+def drift_episode(store: DeltaStore, champion_version: int | None) -> Episode | None:
+    """The episode of the newest breached run in `DRIFT_TABLE`: each `as_of` is one observation.
+
+    Runs count whichever training set they compared with, so a retraining that leaves the
+    drift standing does not open a new episode; a new champion's signal has its own key.
+    """
+    runs = store.scan(DRIFT_TABLE).group_by("as_of").agg(pl.col("breach").any()).collect()
+    start = episode_start(runs.iter_rows())
+    return None if start is None else Episode(start, signal_key(DRIFT_TABLE, champion_version, start))
 
 
 @dataclass(frozen=True)
@@ -135,12 +181,6 @@ class LivePerformanceReport:
         return self.table.height - self.days_scored
 
     @property
-    def signal_key(self) -> str:
-        """One signal per model version and worst day; only defined when `over` has rows."""
-        worst = self.over.row(0, named=True)
-        return f"live-performance-v{worst['model_version']}-{worst['flight_date']}"
-
-    @property
     def breach_summary(self) -> pl.DataFrame:
         return self.over.select("flight_date", "model_version", "metric", "value", "threshold")
 
@@ -163,11 +203,13 @@ def live_performance_report(
     min_outcomes: int,
     bins: int,
     limits: PerformanceLimits,
-) -> LivePerformanceReport:
+) -> LivePerformanceReport | NothingToMonitor:
     """The newest `lookback_days` of the prediction log scored per day against `bronze/flights`."""
-    if not store.exists(PREDICTIONS_TABLE):
-        raise ValueError(f"no prediction log at {store.uri(PREDICTIONS_TABLE)}: the model server writes it")
-    last = store.last_day(PREDICTIONS_TABLE, "flight_date")
+    last = store.last_day(PREDICTIONS_TABLE, "flight_date") if store.exists(PREDICTIONS_TABLE) else None
+    if last is None:
+        return NothingToMonitor(
+            f"no predictions logged at {store.uri(PREDICTIONS_TABLE)}: no model server has answered yet"
+        )
     first = last - dt.timedelta(days=lookback_days - 1)
     predictions = store.read_days(PREDICTIONS_TABLE, "flight_date", first, last)
     outcomes = (
@@ -177,8 +219,7 @@ def live_performance_report(
     )
     matched = match_outcomes(predictions, outcomes)
     table = daily_performance(matched, min_outcomes, bins)
-    champion = ModelRegistry(store).champion()
-    version = champion.version if champion is not None else None
+    version = _champion_version(store)
     over = performance_breaches(table, limits.auc_floor, limits.max_calibration_error, version)
     breached = over.select("flight_date", "model_version")
     frame = table.join(
@@ -198,3 +239,18 @@ def live_performance_report(
         days=days,
         totals=totals,
     )
+
+
+def live_performance_episode(store: DeltaStore, model_version: int) -> Episode | None:
+    """The episode of the model's newest breached day in `LIVE_PERFORMANCE_TABLE`: each scored day is one observation.
+
+    A day that is not scored (pending, too few outcomes) is not an observation.
+    """
+    days = (
+        store.scan(LIVE_PERFORMANCE_TABLE)
+        .filter(pl.col("model_version") == model_version, pl.col("status") == "scored")
+        .select("flight_date", "breach")
+        .collect()
+    )
+    start = episode_start(days.iter_rows())
+    return None if start is None else Episode(start, signal_key(LIVE_PERFORMANCE_TABLE, model_version, start))

@@ -1,28 +1,54 @@
-"""The retraining policy: new feature days since the last cutoff, or a drift signal."""
+"""The retraining policy: new feature days since the last cutoff, or monitoring signals, one training at a time."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from ml.training.retrain_policy import DriftSignal, decide
+from ml.training.retrain_policy import DriftSignal, TrainingData, decide
 
 DAYS = [dt.date(2013, 1, d) for d in range(1, 21)]
+DATA = TrainingData(dt.date(2013, 1, 20), 12)
+PSI = DriftSignal("monitoring/drift@v1:2013-01-18", "psi 0.31 on dep_hour")
+AUC = DriftSignal("monitoring/live_performance@v1:2013-01-19", "roc_auc 0.55")
 
 
 def test_retrains_once_enough_days_follow_the_cutoff() -> None:
-    assert not decide(DAYS, dt.date(2013, 1, 15), 7, []).retrain
-    due = decide(DAYS, dt.date(2013, 1, 13), 7, [])
-    assert due.retrain and due.run_key == "new-days:2013-01-20"
+    assert not decide(DAYS, dt.date(2013, 1, 15), 7, [], DATA).retrain
+    due = decide(DAYS, dt.date(2013, 1, 13), 7, [], DATA)
+    assert due.retrain and due.run_key == "train:cutoff-2013-01-20:features-v12"
+    assert due.trigger == "new-days" and due.signals == ()
     assert "7 new feature day(s)" in due.reason
 
 
 def test_first_training_needs_only_the_threshold_and_zero_turns_the_rule_off() -> None:
-    assert decide(DAYS, None, 7, []).retrain
-    assert not decide(DAYS, None, 0, []).retrain
-    assert not decide([], None, 7, []).retrain
+    assert decide(DAYS, None, 7, [], DATA).retrain
+    assert not decide(DAYS, None, 0, [], DATA).retrain
+    assert not decide([], None, 7, [], None).retrain
+    assert not decide([], None, 7, [PSI], None).retrain  # nothing to train on yet
 
 
-def test_a_drift_signal_retrains_with_its_own_run_key() -> None:
-    decision = decide(DAYS, dt.date(2013, 1, 20), 7, [DriftSignal("psi-2013-01-20", "psi 0.31 on dep_hour")])
-    assert decision.retrain and decision.run_key == "drift:psi-2013-01-20"
-    assert "psi 0.31" in decision.reason
+def test_every_unhandled_signal_is_answered_by_one_run_keyed_by_its_data() -> None:
+    decision = decide(DAYS, dt.date(2013, 1, 20), 7, [PSI, AUC], DATA)
+    assert decision.retrain and decision.trigger == "drift"
+    assert decision.signals == (PSI, AUC)
+    assert decision.run_key == "train:cutoff-2013-01-20:features-v12"
+    assert "2 monitoring signal(s)" in decision.reason
+    assert "psi 0.31" in decision.reason and "roc_auc 0.55" in decision.reason
+    many = [DriftSignal(f"k{i}", f"detail {i}") for i in range(5)]
+    reason = decide(DAYS, None, 7, many, DATA).reason
+    assert "detail 2" in reason and "detail 3" not in reason and "and 2 more" in reason
+
+
+def test_the_run_key_is_the_same_for_the_same_data_and_new_for_new_data() -> None:
+    first = decide(DAYS, None, 7, [PSI], DATA).run_key
+    assert decide(DAYS, None, 7, [AUC], TrainingData(dt.date(2013, 1, 20), 12)).run_key == first
+    assert decide(DAYS, None, 7, [PSI], TrainingData(dt.date(2013, 1, 20), 13)).run_key != first
+    assert decide(DAYS, None, 7, [PSI], TrainingData(dt.date(2013, 1, 21), 12)).run_key != first
+    assert decide(DAYS, None, 7, [], DATA).run_key == first, "another trigger, the same data: one run"
+
+
+def test_nothing_is_asked_while_a_training_run_is_unfinished() -> None:
+    waiting = decide(DAYS, None, 7, [PSI], DATA, ["abc (QUEUED)"])
+    assert not waiting.retrain and waiting.run_key == "" and waiting.signals == ()
+    assert "queued or running: abc (QUEUED)" in waiting.reason and "1 signal(s) wait" in waiting.reason
+    assert not decide(DAYS, None, 7, [], DATA, ["abc (STARTED)"]).retrain

@@ -14,11 +14,18 @@ from sklearn.metrics import roc_auc_score
 from starlette.testclient import TestClient
 
 from assets import monitoring
-from ml.lake.tables import DRIFT_SIGNALS_TABLE, DRIFT_TABLE, LIVE_PERFORMANCE_TABLE, PREDICTIONS_TABLE
+from ml.lake.tables import (
+    DRIFT_SIGNALS_TABLE,
+    DRIFT_TABLE,
+    FEATURES_TABLE,
+    LIVE_PERFORMANCE_TABLE,
+    PREDICTIONS_TABLE,
+)
+from ml.monitoring.tables import PREDICTION_LOG_SCHEMA, append
 from orchestration.retraining import retrain_sensor
 from resources import DvcResource, LakeResource, RetrainPolicy
 from serving.app import create_app
-from tests.conftest import ASSETS, Served, bearer, day
+from tests.conftest import ASSETS, LAST_DAY, Served, bearer, day
 
 ALL_ASSETS = [*ASSETS, monitoring.drift, monitoring.live_performance]
 
@@ -48,15 +55,22 @@ class Monitored:
         )
 
     def retrain_tick(self, cursor: str | None = None) -> dg.SensorResult | dg.SkipReason:
-        context = dg.build_sensor_context(
-            cursor=cursor,
-            resources={
-                "lake": self.lake,
-                "dvc": DvcResource(repo_root=str(self.served.platform.repo)),
-                "retrain_policy": RetrainPolicy(new_feature_days=0),
-            },
-        )
-        return retrain_sensor(context)
+        with dg.instance_for_test() as instance:
+            context = dg.build_sensor_context(
+                cursor=cursor,
+                instance=instance,
+                resources={
+                    "lake": self.lake,
+                    "dvc": DvcResource(repo_root=str(self.served.platform.repo)),
+                    "retrain_policy": RetrainPolicy(new_feature_days=0),
+                },
+            )
+            return retrain_sensor(context)
+
+    @property
+    def training_data(self) -> str:
+        """The data a retraining would read: the served features end at LAST_DAY."""
+        return f"cutoff-{LAST_DAY}:features-v{self.store.version(FEATURES_TABLE)}"
 
 
 @pytest.fixture
@@ -92,7 +106,9 @@ def test_drift_breach_writes_one_signal_and_the_sensor_asks_for_retraining(monit
     assert "origin_flights_28d" in meta["features"].value and "data:image/png;base64," in meta["plot"].value
 
     (signal,) = monitored.store.read(DRIFT_SIGNALS_TABLE).iter_rows(named=True)
-    assert signal["key"] == f"feature-drift-{day(14)}-vs-cutoff-{day(14)}"
+    assert signal["key"] == f"monitoring/drift@v{monitored.served.champion.version}:{day(14)}"
+    assert signal["detail"].endswith(f"as of {day(14)}, breached since {day(14)}")
+    assert meta["breached_since"].value == day(14).isoformat()
     assert (signal["source"], signal["feature"], signal["metric"], signal["threshold"]) == (
         "monitoring/drift",
         "origin_flights_28d",
@@ -102,7 +118,10 @@ def test_drift_breach_writes_one_signal_and_the_sensor_asks_for_retraining(monit
     due = monitored.retrain_tick()
     assert isinstance(due, dg.SensorResult)
     (request,) = due.run_requests or []
-    assert request.run_key == f"drift:{signal['key']}" and request.tags["platform/trigger"] == "drift"
+    assert (
+        request.run_key == f"train:{monitored.training_data}" and request.tags["platform/trigger"] == "drift"
+    )
+    assert request.tags["platform/signals"] == signal["key"]
 
     monitored.materialize("monitoring/drift")  # the same breach again: no second signal, no second run
     assert monitored.store.read(DRIFT_SIGNALS_TABLE).height == 1
@@ -188,8 +207,38 @@ def test_live_performance_scores_the_real_servers_answers_per_day_against_outcom
         "roc_auc",
         0.99,
     )
-    worst = table.filter(pl.col("status") == "scored").sort("roc_auc").row(0, named=True)
-    assert signal["key"] == f"live-performance-v{worst['model_version']}-{worst['flight_date']}"
+    # Both scored days breach the strict floor: one episode, from the first of them.
+    assert signal["key"] == f"monitoring/live_performance@v{monitored.served.champion.version}:{day(13)}"
+    assert metadata(strict)["breached_since"].value == day(13).isoformat()
+    again = monitored.materialize("monitoring/live_performance", {"auc_floor": 0.995})
+    assert checks(again) == {"realized_quality": False}
+    assert monitored.store.read(DRIFT_SIGNALS_TABLE).height == 1  # the breach goes on: no new signal
     due = monitored.retrain_tick()
     assert isinstance(due, dg.SensorResult)
-    assert [r.run_key for r in due.run_requests or []] == [f"drift:{signal['key']}"]
+    assert [r.run_key for r in due.run_requests or []] == [f"train:{monitored.training_data}"]
+
+
+def test_live_performance_before_any_prediction_is_logged_passes_and_says_so(monitored: Monitored) -> None:
+    assert not monitored.store.exists(PREDICTIONS_TABLE)
+    for _ in range(2):  # no log at all, then a log with no rows
+        result = monitored.materialize("monitoring/live_performance")
+        assert result.success and checks(result) == {"realized_quality": True}
+        meta = metadata(result)
+        assert meta["status"].value.startswith("no predictions logged")
+        assert meta["days_scored"].value == 0 and meta["retraining_signal"].value is False
+        (check,) = result.get_asset_check_evaluations()
+        assert check.metadata["status"].value.startswith("no predictions logged")
+        append(monitored.store, PREDICTIONS_TABLE, pl.DataFrame(schema=PREDICTION_LOG_SCHEMA), {})
+    assert not monitored.store.exists(LIVE_PERFORMANCE_TABLE)
+    assert not monitored.store.exists(DRIFT_SIGNALS_TABLE)
+
+
+def test_drift_before_the_first_training_set_passes_and_says_so(tmp_path: Path) -> None:
+    resources = {
+        "lake": LakeResource(root=str(tmp_path / "lake")),
+        "dvc": DvcResource(repo_root=str(tmp_path / "repo")),
+    }
+    result = dg.materialize([monitoring.drift], resources=resources)
+    assert result.success and checks(result) == {"no_feature_drift": True}
+    assert metadata(result)["status"].value.startswith("no training set yet")
+    assert not resources["lake"].store().exists(DRIFT_TABLE)

@@ -105,7 +105,10 @@ def test_a_file_that_disappears_after_its_request_fails_clearly_and_is_reported(
     assert not run.success
     failure = next(e for e in run.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     assert f"landing file {gone} does not exist" in str(failure.step_failure_data.error)
-    assert not platform.store.exists("bronze/flights") or platform.store.read("bronze/flights").is_empty()
+    landed = set(platform.store.read("bronze/flights")["flight_date"])
+    first, last = (dt.date.fromisoformat(request.tags[k]) for k in (RANGE_START, RANGE_END))
+    assert dt.date(2013, 2, 10) not in landed
+    assert len(landed) == (last - first).days, "every other day of the range was written"
     later = tick(platform, result.cursor)
     assert later.run_requests == []
     assert str(gone) not in json.loads(later.cursor or "{}")["files"]  # forgotten: a new delivery is new
@@ -128,15 +131,17 @@ def test_a_year_of_new_files_is_one_quick_tick_of_a_few_runs(tmp_path: Path) -> 
 def retrain_tick(
     platform: Platform, cursor: str | None = None, days: int = 7
 ) -> dg.SensorResult | dg.SkipReason:
-    context = dg.build_sensor_context(
-        cursor=cursor,
-        resources={
-            "lake": LakeResource(root=str(platform.root / "lake")),
-            "dvc": DvcResource(repo_root=str(platform.root / "repo")),
-            "retrain_policy": RetrainPolicy(new_feature_days=days),
-        },
-    )
-    return retrain_sensor(context)
+    with dg.instance_for_test() as instance:  # no training run in it
+        context = dg.build_sensor_context(
+            cursor=cursor,
+            instance=instance,
+            resources={
+                "lake": LakeResource(root=str(platform.root / "lake")),
+                "dvc": DvcResource(repo_root=str(platform.root / "repo")),
+                "retrain_policy": RetrainPolicy(new_feature_days=days),
+            },
+        )
+        return retrain_sensor(context)
 
 
 def test_retraining_follows_new_feature_days_and_drift_signals(platform: Platform) -> None:
@@ -145,7 +150,9 @@ def test_retraining_follows_new_feature_days_and_drift_signals(platform: Platfor
     platform.features(day(1), day(10))
     due = retrain_tick(platform)
     assert isinstance(due, dg.SensorResult)
-    assert [r.run_key for r in due.run_requests or []] == ["new-days:2013-01-10"]
+    data = f"cutoff-2013-01-10:features-v{platform.store.version('features/flight_features')}"
+    assert [r.run_key for r in due.run_requests or []] == [f"train:{data}"]
+    assert due.run_requests[0].tags["platform/trigger"] == "new-days"  # type: ignore[index]
 
     manifest = platform.root / "repo" / "data" / "training_set" / "manifest.json"
     manifest.parent.mkdir(parents=True)
@@ -162,7 +169,9 @@ def test_retraining_follows_new_feature_days_and_drift_signals(platform: Platfor
     platform.store.overwrite("monitoring/drift_signals", signals, {})
     drift = retrain_tick(platform)
     assert isinstance(drift, dg.SensorResult)
-    assert [r.run_key for r in drift.run_requests or []] == ["drift:psi-2013-01-10"]
+    assert [r.run_key for r in drift.run_requests or []] == [f"train:{data}"]
+    assert drift.run_requests[0].tags["platform/trigger"] == "drift"  # type: ignore[index]
+    assert drift.run_requests[0].tags["platform/signals"] == "psi-2013-01-10"  # type: ignore[index]
     assert isinstance(retrain_tick(platform, drift.cursor), dg.SkipReason)  # handled once
 
 
