@@ -7,8 +7,10 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from assets import bronze, deployment, features, monitoring, training
+from assets import bronze, deployment, features, freshness, monitoring, training
+from orchestration.alerts import ALERT_SENSORS
 from orchestration.executors import build_executor
+from orchestration.freshness import DEFAULT_INTERVAL_SECONDS, freshness_job, freshness_sensor
 from orchestration.jobs import (
     bronze_job,
     daily_ingestion_job,
@@ -19,7 +21,7 @@ from orchestration.jobs import (
 from orchestration.maintenance import maintenance, maintenance_schedule
 from orchestration.monitoring import monitoring_job, monitoring_schedule
 from orchestration.profiles import build_resources
-from orchestration.registry_jobs import rollback
+from orchestration.registry_jobs import champion_sync, rollback
 from orchestration.retraining import DEFAULT_RETRAIN_CRON, retrain_sensor, weekly_retraining_schedule
 from orchestration.schedules import DEFAULT_AT, daily_ingestion_schedule
 from orchestration.sensors import features_automation_sensor, landing_sensor
@@ -32,7 +34,7 @@ def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
     env = os.environ if env is None else env
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ASSET_MODULES),
-        asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
+        asset_checks=[*dg.load_asset_checks_from_modules(ASSET_MODULES), freshness.freshness],
         jobs=[
             reference_job,
             bronze_job,
@@ -42,6 +44,7 @@ def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
             maintenance,
             rollback,
             monitoring_job,
+            freshness_job,
         ],
         schedules=[
             daily_ingestion_schedule(env.get("PLATFORM_DAILY_INGESTION_AT", DEFAULT_AT)),
@@ -49,7 +52,14 @@ def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
             monitoring_schedule,
             weekly_retraining_schedule(env.get("PLATFORM_RETRAIN_CRON", DEFAULT_RETRAIN_CRON)),
         ],
-        sensors=[landing_sensor, features_automation_sensor, retrain_sensor],
+        sensors=[
+            landing_sensor,
+            features_automation_sensor,
+            retrain_sensor,
+            champion_sync,
+            *ALERT_SENSORS,
+            freshness_sensor(int(env.get("PLATFORM_FRESHNESS_INTERVAL_SECONDS", DEFAULT_INTERVAL_SECONDS))),
+        ],
         resources=build_resources(env),
         executor=build_executor(env),
     )

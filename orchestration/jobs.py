@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dagster as dg
 
+from assets.freshness import freshness
 from assets.selection import select
 
+TRAINING_RUN_TAGS: Mapping[str, str] = {"platform/concurrency": "training"}
+"""The run tag the instance's run queue limits to one run at a time (orchestration/instance/*.yaml)."""
 
-def asset_job(name: str, description: str, *keys: str) -> dg.UnresolvedAssetJobDefinition:
-    """A job of the assets with these keys; partitioned like them."""
-    return dg.define_asset_job(name, selection=select(*keys), description=description)
+
+def asset_job(
+    name: str, description: str, *keys: str, tags: Mapping[str, str] | None = None
+) -> dg.UnresolvedAssetJobDefinition:
+    """A job of the assets with these keys and their checks, partitioned like them; `tags` go to its runs.
+
+    The freshness checks are left out: they judge how long data waits for a run, which the
+    freshness sensor reports on its own clock, not a step of the run that just wrote it.
+    """
+    selection = select(*keys) - dg.AssetSelection.checks(freshness)
+    return dg.define_asset_job(name, selection=selection, description=description, tags=tags)
 
 
 reference_job = asset_job(
@@ -39,6 +52,7 @@ training_job = asset_job(
     "training/candidate_model",
     "training/evaluation",
     "deployment/champion_model",
+    tags=TRAINING_RUN_TAGS,
 )
 online_snapshot_job = asset_job(
     "online_snapshot",

@@ -16,6 +16,16 @@ Dagster runs outside the cluster (default: the in-cluster service account);
 PLATFORM_K8S_STARTUP_TIMEOUT is how many seconds a pod may take to be scheduled and start
 and PLATFORM_K8S_POLL_INTERVAL how often the pod is polled.
 
+The freshness checks fail when a day has waited longer than PLATFORM_FRESHNESS_LAG_SECONDS
+to reach bronze or the features, or (when set, for live feeds) when the newest day is older
+than PLATFORM_FRESHNESS_MAX_AGE_DAYS; PLATFORM_FRESHNESS_INTERVAL_SECONDS is how often the
+freshness sensor runs them.
+
+Alerts go to PLATFORM_ALERT_WEBHOOK_URL (a Slack incoming webhook or anything taking its
+JSON; unset: alerts are only logged), with links into the UI at PLATFORM_UI_URL. The
+webhook URL carries its secret in its path, so it is passed as `dg.EnvVar`: the UI shows
+the variable's name, and each process reads the value from its own environment.
+
 A variable that is not set leaves its field at the resource's own default, which is
 stated once, on the field.
 """
@@ -24,10 +34,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import dagster as dg
+
 from ml.settings import json_variable, lake_settings, present
 from resources import (
+    AlertsResource,
     ArtifactsResource,
     DvcResource,
+    FreshnessPolicy,
     K8sLauncher,
     LakeResource,
     LandingResource,
@@ -55,6 +69,11 @@ LANDING_WATCH_FIELDS = dict(
 )
 RETRAIN_FIELDS = dict(new_feature_days="PLATFORM_RETRAIN_NEW_DAYS", on_drift="PLATFORM_RETRAIN_ON_DRIFT")
 REPO_FIELDS = dict(repo_root="PLATFORM_REPO_ROOT")
+FRESHNESS_FIELDS = dict(
+    lag_seconds="PLATFORM_FRESHNESS_LAG_SECONDS", max_age_days="PLATFORM_FRESHNESS_MAX_AGE_DAYS"
+)
+ALERT_FIELDS = dict(ui_url="PLATFORM_UI_URL")
+WEBHOOK_VARIABLE = "PLATFORM_ALERT_WEBHOOK_URL"
 
 
 def _launcher(profile: str, env: Mapping[str, str]) -> TrainingLauncher:
@@ -74,6 +93,11 @@ def _launcher(profile: str, env: Mapping[str, str]) -> TrainingLauncher:
         kubeconfig_file=kubeconfig or None,
         **present(env, K8S_FIELDS),  # type: ignore[arg-type]
     )
+
+
+def _alerts(env: Mapping[str, str]) -> AlertsResource:
+    webhook = {"webhook_url": dg.EnvVar(WEBHOOK_VARIABLE)} if env.get(WEBHOOK_VARIABLE, "") else {}
+    return AlertsResource(**webhook, **present(env, ALERT_FIELDS))
 
 
 def build_resources(env: Mapping[str, str]) -> dict[str, object]:
@@ -96,4 +120,6 @@ def build_resources(env: Mapping[str, str]) -> dict[str, object]:
         "launcher": _launcher(profile, env),
         "landing_watch": LandingWatch(**present(env, LANDING_WATCH_FIELDS)),  # type: ignore[arg-type]
         "retrain_policy": RetrainPolicy(**present(env, RETRAIN_FIELDS)),  # type: ignore[arg-type]
+        "alerts": _alerts(env),
+        "freshness_policy": FreshnessPolicy(**present(env, FRESHNESS_FIELDS)),  # type: ignore[arg-type]
     }

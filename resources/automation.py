@@ -1,4 +1,4 @@
-"""Settings of the automation: how the landing sensor batches, when retraining is due."""
+"""Settings of the automation: how the landing sensor batches, when retraining is due, how fresh is fresh."""
 
 from __future__ import annotations
 
@@ -27,4 +27,19 @@ class RetrainPolicy(dg.ConfigurableResource):
     )
     on_drift: bool = Field(
         default=True, description=f"Retrain on a new row in {DRIFT_SIGNALS_TABLE} (written by monitoring)."
+    )
+
+
+class FreshnessPolicy(dg.ConfigurableResource):
+    """How stale bronze and the features may get before their `freshness` checks fail (and alert)."""
+
+    lag_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="A day that reached the table's upstream may wait this long for the table.",
+    )
+    max_age_days: int = Field(
+        default=0,
+        ge=0,
+        description="The newest day may be at most this many days before today (0: off, for replays).",
     )

@@ -35,6 +35,27 @@ class QuarantinedFile:
 
 
 @dataclass(frozen=True)
+class QuarantineEntry:
+    """A file in quarantine as listed, by its reason file, without reading it."""
+
+    dataset: str
+    destination: str
+    """The quarantined file's URI."""
+    note_uri: str
+    modified: float | None
+    """When the reason file was written (epoch seconds), None where the store gives no time."""
+
+    @property
+    def day(self) -> dt.date | None:
+        """The day the file's name starts with, if it names one."""
+        name = self.destination.rsplit("/", 1)[-1]
+        try:
+            return dt.date.fromisoformat(name[:10])
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True)
 class LandedFile:
     """A day file as listed, without reading it: its signature changes when its bytes do."""
 
@@ -132,34 +153,74 @@ class LandingZone:
         with qfs.open_output_stream(f"{target}.reason.json") as out:
             out.write(json.dumps(note, indent=2).encode())
         fs.delete_file(path)
+        return QuarantinedFile(source=uri, destination=self._quarantine_uri(target), reason=reason)
+
+    def _quarantine_uri(self, path: str) -> str:
         scheme = self.quarantine_root.partition("://")[0] if "://" in self.quarantine_root else ""
-        destination = f"{scheme}://{target}" if scheme else target
-        return QuarantinedFile(source=uri, destination=destination, reason=reason)
+        return f"{scheme}://{path}" if scheme else path
+
+    def quarantined(self) -> list[QuarantineEntry]:
+        """Every quarantined file, whoever moved it (a landing scan or an ingestion run), oldest first."""
+        fs, base = self._fs(self.quarantine_root)
+        selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+        entries = []
+        for info in fs.get_file_info(selector):
+            if info.type != pafs.FileType.File or not info.base_name.endswith(".reason.json"):
+                continue
+            relative = info.path[len(base) :].lstrip("/")
+            dataset = relative.rsplit("/", 1)[0] if "/" in relative else ""
+            modified = info.mtime_ns / 1e9 if info.mtime_ns is not None else None
+            destination = self._quarantine_uri(info.path.removesuffix(".reason.json"))
+            entries.append(QuarantineEntry(dataset, destination, self._quarantine_uri(info.path), modified))
+        return sorted(entries, key=lambda e: (e.modified or 0.0, e.note_uri))
+
+    def quarantine_note(self, entry: QuarantineEntry) -> dict[str, object]:
+        """The reason file of a quarantined file: source, reason, md5, bytes, quarantined_at."""
+        fs, path = self._fs(entry.note_uri)
+        with fs.open_input_stream(path) as stream:
+            return json.loads(stream.read())
 
     def scan(self, dataset: str, first: dt.date, last: dt.date, *, now: dt.datetime) -> LandingInventory:
         """Day files of a dataset; names that are no day of [first, last] go to quarantine."""
-        self.ensure_exists()
-        fs, base = self._fs(self.uri(dataset))
-        if fs.get_file_info(base).type != pafs.FileType.Directory:
-            return LandingInventory()
         inventory = LandingInventory()
-        infos = fs.get_file_info(pafs.FileSelector(base, recursive=False))
-        for info in sorted(infos, key=lambda i: i.base_name):
-            if info.type != pafs.FileType.File or info.base_name.startswith("."):
-                continue
+        for info in self._listing(dataset):
             uri = self.uri(dataset, info.base_name)
             reason = _name_problem(info.base_name, first, last)
             if reason:
                 inventory.quarantined.append(self.quarantine(uri, reason, now=now))
                 continue
-            day = dt.date.fromisoformat(info.base_name[:10])
-            inventory.days[day] = uri
-            modified = info.mtime
-            if modified is not None and modified.tzinfo is None:
-                modified = modified.replace(tzinfo=dt.UTC)
-            signature = f"{info.size}:{info.mtime_ns}"
-            inventory.files.append(LandedFile(dataset, day, uri, signature, modified))
+            landed = _landed(dataset, uri, info)
+            inventory.days[landed.day] = uri
+            inventory.files.append(landed)
         return inventory
+
+    def day_files(self, dataset: str, first: dt.date, last: dt.date) -> list[LandedFile]:
+        """The well-named day files of [first, last], listed without moving anything (for checks)."""
+        return [
+            _landed(dataset, self.uri(dataset, info.base_name), info)
+            for info in self._listing(dataset)
+            if _name_problem(info.base_name, first, last) is None
+        ]
+
+    def _listing(self, dataset: str) -> list[pafs.FileInfo]:
+        self.ensure_exists()
+        fs, base = self._fs(self.uri(dataset))
+        if fs.get_file_info(base).type != pafs.FileType.Directory:
+            return []
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=False))
+        return [
+            info
+            for info in sorted(infos, key=lambda i: i.base_name)
+            if info.type == pafs.FileType.File and not info.base_name.startswith(".")
+        ]
+
+
+def _landed(dataset: str, uri: str, info: pafs.FileInfo) -> LandedFile:
+    modified = info.mtime
+    if modified is not None and modified.tzinfo is None:
+        modified = modified.replace(tzinfo=dt.UTC)
+    day = dt.date.fromisoformat(info.base_name[:10])
+    return LandedFile(dataset, day, uri, f"{info.size}:{info.mtime_ns}", modified)
 
 
 def _name_problem(name: str, first: dt.date, last: dt.date) -> str | None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import pytest
 
 from orchestration.profiles import build_resources
-from resources import K8sLauncher, LandingWatch, LocalLauncher, RetrainPolicy
+from resources import AlertsResource, K8sLauncher, LandingWatch, LocalLauncher, RetrainPolicy
 
 K8S = {"PLATFORM_PROFILE": "k8s", "PLATFORM_TRAINING_IMAGE": "registry.example/train:1"}
 
@@ -52,3 +53,19 @@ def test_set_variables_are_typed_by_the_resource() -> None:
 def test_a_value_of_the_wrong_type_names_its_field() -> None:
     with pytest.raises(Exception, match="gpu_count"):
         build_resources({**K8S, "PLATFORM_GPU_COUNT": "two"})
+
+
+def test_alerts_read_the_webhook_through_an_env_var_and_default_to_logging_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    off = build_resources({})["alerts"]
+    assert off == AlertsResource() and not off.enabled  # type: ignore[attr-defined]
+    url = "http://127.0.0.1:8765/alerts"
+    monkeypatch.setenv("PLATFORM_ALERT_WEBHOOK_URL", url)
+    env = {"PLATFORM_ALERT_WEBHOOK_URL": url, "PLATFORM_UI_URL": "http://dagster.example"}
+    alerts = build_resources(env)["alerts"]
+    assert isinstance(alerts, AlertsResource)
+    assert alerts.webhook_url == "PLATFORM_ALERT_WEBHOOK_URL"  # the UI shows the variable, not the secret
+    assert alerts.ui_url == "http://dagster.example"
+    with dg.build_resources({"alerts": alerts}) as resolved:
+        assert resolved.alerts.webhook_url == url
