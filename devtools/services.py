@@ -8,6 +8,7 @@ folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -106,6 +107,9 @@ class DagsterServices:
     env: dict[str, str]
     logs: Path
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    left_running: list[int] = field(default_factory=list)
+    """Process groups of services stopped alone (`group=False`): their code servers and runs,
+    stopped when the services are."""
 
     @property
     def url(self) -> str:
@@ -142,6 +146,7 @@ class DagsterServices:
         if not group:
             process.send_signal(sig)
             process.wait(timeout=30)
+            self.left_running.append(process.pid)
             return
         os.killpg(process.pid, sig)
         try:
@@ -319,15 +324,17 @@ def dagster_services(
     for folder in (home, data, logs):
         folder.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(instance_yaml(home, storage))
+    port = free_port()
     env = {
         **os.environ,
+        "PLATFORM_UI_URL": f"http://127.0.0.1:{port}",  # the links of alerts point at this webserver
         "DAGSTER_HOME": str(home),
         "PLATFORM_DATA_DIR": str(data),
         "PLATFORM_REPO_ROOT": str(PROJECT),
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         **(extra_env or {}),
     }
-    services = DagsterServices(home, data, free_port(), env, logs)
+    services = DagsterServices(home, data, port, env, logs)
     # Create the instance's storage once, here: two processes initializing a new SQLite
     # instance at the same moment can stamp its schema version twice.
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -342,3 +349,6 @@ def dagster_services(
     finally:
         for name in list(services.processes):
             services.stop(name)
+        for group in services.left_running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGTERM)

@@ -1,21 +1,32 @@
 """`make simulate`: the platform as it lives in production, on the embedded default.
 
-    python -m devtools.simulate [--days 14] [--interval 8] [--retrain-days 7] [--root .data/simulation]
+    python -m devtools.simulate [--days 14] [--interval 8] [--retrain-days 7] [--faults]
+                                [--no-serve] [--root .data/simulation]
 
-The webserver and daemon run as processes on 127.0.0.1 over an instance of their own.
-The replay tool drops one day of flights and weather into the landing zone every
-`--interval` seconds; from there nothing is called by hand: the landing sensor requests
-bronze runs, declarative automation builds the features, the retraining sensor asks for
-train -> evaluate -> promote once `--retrain-days` new feature days are in. A timeline is
-printed as it happens, and the simulation ends by itself once every day's features are
-built and the runs are done (or at `--timeout`), with the freshness of each day.
+The webserver and daemon run as processes on 127.0.0.1 over an instance of their own,
+with a model server (`python -m serving`) and a webhook receiver for the alerts. One day
+of flights and weather lands every `--interval` seconds; from there nothing is called by
+hand: the landing sensor requests bronze runs, declarative automation builds the
+features, the retraining sensor asks for train -> evaluate -> promote once
+`--retrain-days` new feature days are in, the model server picks up each new champion
+and answers the next day's flights, and monitoring runs once at the end. `--faults`
+follows `devtools.faults.plan`: bad files beside good ones, a corrected day, a duplicate
+name, a SIGKILL of the daemon, late good re-deliveries. A timeline is printed as it
+happens; the simulation ends by itself once every day that got a good file has its
+features and the runs are done (or at `--timeout`), with a summary of runs, failures,
+trainings, promotions, alerts and freshness. It exits 1 when a day is missing, a failure
+has no explanation (a quarantined file, the promotion gate, or a failed start that was
+retried), two trainings overlapped, or a candidate was left unevaluated.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import itertools
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -26,45 +37,55 @@ from pathlib import Path
 import dagster as dg
 
 from assets.partitions import RANGE_END, RANGE_START
-from devtools.services import FINAL_RUN_STATUSES, PROJECT, DagsterServices, dagster_services
+from devtools import faults
+from devtools.alert_receiver import AlertReceiver
+from devtools.services import FINAL_RUN_STATUSES, PROJECT, RUN_TIMEOUT, DagsterServices, dagster_services
+from devtools.traffic import ModelServer, model_server, scheduled_flights
 from ml.ingest.replay import replay
 from ml.lake.delta import DeltaStore
+from ml.lake.tables import REGISTRY_MODELS
 from ml.registry.dvc_repo import init_pipeline_repo
 from ml.registry.model_registry import ModelRegistry
 from orchestration.definitions import build_definitions
 
 FEATURES = dg.AssetKey(["features", "flight_features"])
 SENSORS = ("landing_sensor", "features_automation", "retrain_sensor")
+TRAINING_JOB = "train_evaluate_promote"
+FLIGHTS_PER_DAY = 50
+"""Flights of the next day the simulated clients ask the model server about, per landed day."""
 
 
 @dataclass
 class Timeline:
     start: float = field(default_factory=time.time)
     landed: dict[dt.date, float] = field(default_factory=dict)
+    """When each day's (last) good flights file landed."""
     built: dict[dt.date, float] = field(default_factory=dict)
-    runs: dict[str, str] = field(default_factory=dict)
-    jobs: dict[str, str] = field(default_factory=dict)
+    """When each day's features were first built after that."""
+    runs: dict[str, dict] = field(default_factory=dict)
 
     def say(self, text: str, at: float | None = None) -> None:
         print(f"[{(at or time.time()) - self.start:7.1f}s] {text}", flush=True)
 
+    def of_job(self, job: str) -> list[dict]:
+        return [r for r in self.runs.values() if r["jobName"] == job]
+
     def finished(self, job: str) -> bool:
-        return any(
-            self.jobs[run] == job and status in FINAL_RUN_STATUSES for run, status in self.runs.items()
-        )
+        return any(r["status"] in FINAL_RUN_STATUSES for r in self.of_job(job))
 
     def freshness(self) -> list[float]:
         return [self.built[d] - self.landed[d] for d in self.landed if d in self.built]
 
 
+def tags_of(run: dict) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in run["tags"]}
+
+
 def describe(run: dict) -> str:
-    tags = {t["key"]: t["value"] for t in run["tags"]}
+    tags = tags_of(run)
     assets = ", ".join("/".join(a["path"]) for a in run.get("assetSelection") or []) or run["jobName"]
     days = tags.get("dagster/partition") or "..".join(
-        filter(
-            None,
-            (tags.get(RANGE_START), tags.get(RANGE_END)),
-        )
+        filter(None, (tags.get(RANGE_START), tags.get(RANGE_END)))
     )
     trigger = (
         tags.get("platform/trigger")
@@ -74,6 +95,8 @@ def describe(run: dict) -> str:
     )
     if tags.get("dagster/from_automation_condition") or "automation" in trigger:
         trigger = "automation"
+    if tags.get("dagster/parent_run_id"):
+        trigger = f"retry of {tags['dagster/parent_run_id'][:8]}"
     return f"{assets}{' ' + days if days else ''}{' (' + trigger + ')' if trigger else ''}"
 
 
@@ -83,25 +106,53 @@ def follow(services: DagsterServices, instance: dg.DagsterInstance, timeline: Ti
     for run in reversed(services.runs()):
         status = run["status"]
         busy |= status not in FINAL_RUN_STATUSES
-        if timeline.runs.get(run["runId"]) != status:
-            timeline.runs[run["runId"]] = status
-            timeline.jobs[run["runId"]] = run["jobName"]
+        known = timeline.runs.get(run["runId"])
+        timeline.runs[run["runId"]] = run
+        if known is None or known["status"] != status:
             at = run.get("endTime") if status in FINAL_RUN_STATUSES else run.get("startTime")
             timeline.say(f"run {run['runId'][:8]} {status.lower():9} {describe(run)}", at)
-    for record in instance.fetch_materializations(FEATURES, limit=1000).records:
+    for record in instance.fetch_materializations(FEATURES, limit=5000).records:
         partition = record.asset_materialization.partition if record.asset_materialization else None
-        if partition and dt.date.fromisoformat(partition) not in timeline.built:
-            day = dt.date.fromisoformat(partition)
+        if not partition:
+            continue
+        day = dt.date.fromisoformat(partition)
+        if day in timeline.landed and day not in timeline.built and record.timestamp >= timeline.landed[day]:
             timeline.built[day] = record.timestamp
-            if day in timeline.landed:
-                timeline.say(
-                    f"features of {day} built, {record.timestamp - timeline.landed[day]:.1f}s after it landed"
-                )
+            timeline.say(
+                f"features of {day} built, {record.timestamp - timeline.landed[day]:.1f}s after it landed"
+            )
     return busy
 
 
+def restart_daemon(services: DagsterServices, timeline: Timeline) -> None:
+    timeline.say("SIGKILL to the daemon (its code server and runs live on); starting a new one")
+    services.stop("daemon", signal.SIGKILL, group=False)
+    restarted = time.time()
+    services.start("daemon")
+    services.wait_for_daemon(since=restarted)
+    timeline.say("the new daemon is heartbeating")
+
+
+def ask_model_server(server: ModelServer, day: dt.date, timeline: Timeline) -> None:
+    """The next day's flights, asked the evening before, once the server has a champion."""
+    if not server.ready():
+        return
+    version = server.predict(scheduled_flights(day + dt.timedelta(days=1), FLIGHTS_PER_DAY))
+    if version is not None:
+        timeline.say(
+            f"model server v{version} answered {FLIGHTS_PER_DAY} flights of {day + dt.timedelta(days=1)}"
+        )
+
+
 def simulate(
-    root: Path, first: dt.date, days: int, interval: float, retrain_days: int, timeout: float
+    root: Path,
+    first: dt.date,
+    days: int,
+    interval: float,
+    retrain_days: int,
+    timeout: float,
+    with_faults: bool = False,
+    serve: bool = True,
 ) -> int:
     shutil.rmtree(root, ignore_errors=True)
     data, repo = root / "data", root / "repo"
@@ -115,66 +166,190 @@ def simulate(
             "train": {"max_epochs": 3},
         },
     )
+    steps = faults.plan(first, days, with_faults)
+    receiver = AlertReceiver(jsonl=root / "alerts.jsonl").start()
     env = {
         "PLATFORM_DATA_DIR": str(data),
         "PLATFORM_REPO_ROOT": str(repo),
         "PLATFORM_LANDING_SETTLE_SECONDS": "1",
         "PLATFORM_RETRAIN_NEW_DAYS": str(retrain_days),
+        "PLATFORM_ALERT_WEBHOOK_URL": receiver.url,
+        "PLATFORM_FRESHNESS_INTERVAL_SECONDS": "30",
+        "PLATFORM_FRESHNESS_LAG_SECONDS": "600",
     }
-    landing = data / "landing"
+    landing, staging = data / "landing", root / "staging"
     replay(landing, first, first, datasets=())  # reference files only
     timeline = Timeline()
-    with dagster_services(root, env) as services:
-        timeline.say(f"webserver on {services.url}, daemon running; instance in {services.home}")
-        instance = dg.DagsterInstance.from_config(str(services.home))
-        defs = build_definitions(env)
-        if not defs.resolve_job_def("reference_data").execute_in_process(instance=instance).success:
-            raise SystemExit("reference data could not be materialized")
-        for sensor in SENSORS:
-            services.start_sensor(sensor)
-        timeline.say(f"sensors on: {', '.join(SENSORS)}")
-        # Days land on their schedule; otherwise this loop only watches, once a second, until
-        # everything is done or the deadline passes.
-        deadline = time.time() + timeout
-        next_drop, dropped = time.time(), 0
-        pending = ["the first day to land"]
-        while time.time() < deadline:
-            if dropped < days and time.time() >= next_drop:
-                day = first + dt.timedelta(days=dropped)
-                replay(landing, day, day)
-                timeline.landed[day] = time.time()
-                timeline.say(f"landed flights and weather of {day}")
-                dropped, next_drop = dropped + 1, next_drop + interval
-            busy = follow(services, instance, timeline)
-            unbuilt = [str(d) for d in timeline.landed if d not in timeline.built]
-            trained = retrain_days == 0 or days < retrain_days or timeline.finished("train_evaluate_promote")
-            pending = [
-                *([f"{days - dropped} day(s) to land"] if dropped < days else []),
-                *([f"the features of {', '.join(unbuilt)}"] if unbuilt else []),
-                *([] if trained else ["a finished train_evaluate_promote run"]),
-                *(["the runs in flight to end"] if busy else []),
-            ]
-            if not pending:
-                break
-            time.sleep(1)
-        else:
-            timeline.say(f"timed out after {timeout:.0f}s waiting for {'; '.join(pending)}")
-        follow(services, instance, timeline)
-    return report(timeline, data)
+    try:
+        with dagster_services(root, env) as services:
+            timeline.say(f"webserver on {services.url}, daemon running; instance in {services.home}")
+            timeline.say(f"alerts go to {receiver.url}")
+            instance = dg.DagsterInstance.from_config(str(services.home))
+            defs = build_definitions(services.env)
+            if not defs.resolve_job_def("reference_data").execute_in_process(instance=instance).success:
+                raise SystemExit("reference data could not be materialized")
+            for sensor in SENSORS:
+                services.start_sensor(sensor)
+            timeline.say(
+                f"sensors on: {', '.join(SENSORS)} (alerts, freshness and champion sync are on by default)"
+            )
+            server_env = {**services.env}
+            with model_server(root, server_env) if serve else contextlib.nullcontext() as server:
+                if server is not None:
+                    timeline.say(f"model server on 127.0.0.1:{server.port} (ready once a champion exists)")
+                _loop(
+                    services,
+                    instance,
+                    timeline,
+                    steps,
+                    landing,
+                    staging,
+                    interval,
+                    retrain_days,
+                    days,
+                    timeout,
+                    server,
+                )
+                if server is not None:
+                    _monitor(services, instance, timeline)
+                follow(services, instance, timeline)
+                served = (server.answered, server.refused) if server is not None else None
+            return report(timeline, data, instance, receiver, steps, served)
+    finally:
+        receiver.stop()
 
 
-def report(timeline: Timeline, data: Path) -> int:
+def _loop(
+    services: DagsterServices,
+    instance: dg.DagsterInstance,
+    timeline: Timeline,
+    steps: faults.Plan,
+    landing: Path,
+    staging: Path,
+    interval: float,
+    retrain_days: int,
+    days: int,
+    timeout: float,
+    server: ModelServer | None,
+) -> None:
+    """Land the plan's steps on schedule and watch, once a second, until everything is done or the deadline."""
+    deadline = time.time() + timeout
+    next_drop, done = time.time(), 0
+    wanted = steps.final_days()
+    pending = ["the first day to land"]
+    while time.time() < deadline:
+        if done < len(steps.steps) and time.time() >= next_drop and steps.steps[done].ready(landing):
+            step, started = steps.steps[done], time.time()
+            for item in step.landings:
+                faults.land(landing, item, staging)
+                if item.good and not item.name and item.change is None and item.dataset == "flights":
+                    timeline.landed[item.day] = time.time()
+                    timeline.built.pop(item.day, None)
+            timeline.say("landed " + "; ".join(item.describe() for item in step.landings))
+            if step.kill_daemon:
+                restart_daemon(services, timeline)
+            if server is not None:
+                ask_model_server(server, max(item.day for item in step.landings), timeline)
+            done, next_drop = done + 1, max(next_drop, started) + interval
+        busy = follow(services, instance, timeline)
+        unbuilt = sorted(str(d) for d in wanted & set(timeline.landed) if d not in timeline.built)
+        trained = retrain_days == 0 or days < retrain_days or timeline.finished(TRAINING_JOB)
+        pending = [
+            *([f"{len(steps.steps) - done} step(s) to land"] if done < len(steps.steps) else []),
+            *([f"the features of {', '.join(unbuilt)}"] if unbuilt else []),
+            *([] if trained else [f"a finished {TRAINING_JOB} run"]),
+            *(["the runs in flight to end"] if busy else []),
+        ]
+        if not pending:
+            return
+        time.sleep(1)
+    timeline.say(f"timed out after {timeout:.0f}s waiting for {'; '.join(pending)}")
+
+
+def _monitor(services: DagsterServices, instance: dg.DagsterInstance, timeline: Timeline) -> None:
+    """Monitoring once at the end: drift against the champion's data, live quality from the prediction log."""
+    store = DeltaStore(str(services.data / "lake"))
+    if not store.exists(REGISTRY_MODELS) or ModelRegistry(store).champion() is None:
+        timeline.say("no champion: monitoring skipped")
+        return
+    run_id = services.launch_run("monitoring", {"platform/trigger": "simulation"})
+    run = services.wait_for_run(run_id, timeout=RUN_TIMEOUT)
+    timeline.say(f"monitoring run {run_id[:8]} {run['status'].lower()}")
+    # A drift breach asks for a retraining: wait for what the sensor starts, one training at most.
+    follow(services, instance, timeline)
+    deadline = time.time() + RUN_TIMEOUT
+    while follow(services, instance, timeline) and time.time() < deadline:
+        time.sleep(1)
+
+
+def unexplained_failures(timeline: Timeline, instance: dg.DagsterInstance) -> dict[str, str]:
+    """Failed runs that are not a quarantined file, the promotion gate, or a retried failed start."""
+    retried = {
+        tags_of(r).get("dagster/parent_run_id") for r in timeline.runs.values() if r["status"] == "SUCCESS"
+    }
+    unexplained = {}
+    for run_id, run in timeline.runs.items():
+        if run["status"] != "FAILURE" or run_id in retried:
+            continue
+        text = failure_text(instance, run_id)
+        if "quarantined to" in text or "blocking asset check" in text.lower():
+            continue
+        unexplained[run_id] = text.splitlines()[0] if text else "no step failed (the run itself did)"
+    return unexplained
+
+
+def failure_text(instance: dg.DagsterInstance, run_id: str) -> str:
+    texts = []
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        error = record.dagster_event.step_failure_data.error if record.dagster_event else None
+        while error is not None:
+            texts.append(error.message)
+            error = error.cause
+    return "\n".join(texts)
+
+
+def overlapping_trainings(timeline: Timeline) -> list[tuple[str, str]]:
+    spans = sorted(
+        (r["startTime"], r.get("endTime") or time.time(), r["runId"])
+        for r in timeline.of_job(TRAINING_JOB)
+        if r.get("startTime")
+    )
+    return [(a[2], b[2]) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
+
+
+def report(
+    timeline: Timeline,
+    data: Path,
+    instance: dg.DagsterInstance,
+    receiver: AlertReceiver,
+    steps: faults.Plan,
+    served: tuple[int, int] | None,
+) -> int:
+    wanted = steps.final_days()
     fresh = timeline.freshness()
     print("\nsummary")
-    print(f"- days landed: {len(timeline.landed)}, features built: {len(timeline.built)}")
+    print(f"- days landed: {len(wanted)}, features built: {len(wanted & set(timeline.built))}")
     if fresh:
         print(
             f"- freshness (landing -> features): p50 {statistics.median(fresh):.1f}s, max {max(fresh):.1f}s"
         )
-    failed = [r for r, s in timeline.runs.items() if s == "FAILURE"]
-    print(f"- runs: {len(timeline.runs)}, failed: {len(failed)}")
+    failed = [r for r, run in timeline.runs.items() if run["status"] == "FAILURE"]
+    unexplained = unexplained_failures(timeline, instance)
+    print(f"- runs: {len(timeline.runs)}, failed: {len(failed)}, unexplained failures: {len(unexplained)}")
+    for run_id, why in unexplained.items():
+        print(f"  - {run_id[:8]} {describe(timeline.runs[run_id])}: {why}")
+    trainings = timeline.of_job(TRAINING_JOB)
+    overlaps = overlapping_trainings(timeline)
+    keys = sorted({tags_of(r).get("dagster/run_key", "") for r in trainings})
+    print(
+        f"- trainings: {len(trainings)} (run keys: {', '.join(k for k in keys if k) or 'none'}), overlapping: {len(overlaps)}"
+    )
     store = DeltaStore(str(data / "lake"))
-    models = ModelRegistry(store).versions() if store.exists("registry/models") else []
+    registry = ModelRegistry(store)
+    models = registry.versions() if store.exists(REGISTRY_MODELS) else []
+    events = registry.events() if models else None
+    promotions = 0 if events is None else events.filter(events["to_status"] == "champion").height
+    print(f"- promotions: {promotions}")
     for m in models:
         auc = m.metrics.get("test", {}).get("roc_auc")
         gate = " (stopped by the promotion gate)" if m.status == "rejected" else ""
@@ -182,11 +357,40 @@ def report(timeline: Timeline, data: Path) -> int:
             f"- model v{m.version}: {m.status}{gate}"
             + (f", test ROC AUC {auc:.4f}" if auc is not None else "")
         )
-    # A training run that the gate stopped failed as designed: its model is registered as rejected.
-    rejected = sum(m.status == "rejected" for m in models)
-    gate_stops = [r for r in failed if timeline.jobs[r] == "train_evaluate_promote"][:rejected]
-    missing = [d for d in timeline.landed if d not in timeline.built]
-    return 1 if missing or len(failed) > len(gate_stops) else 0
+    orphans = [m.version for m in models if m.status == "candidate"]
+    kinds: dict[str, int] = {}
+    for alert in receiver.alerts:
+        kind = alert.get("platform", {}).get("kind", "other")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    print(
+        f"- alerts: {len(receiver.alerts)} ("
+        + (", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none")
+        + f"); quarantined files planned: {steps.quarantines}"
+    )
+    for check in _freshness_checks(instance):
+        print(f"- freshness check {check}")
+    if served is not None:
+        print(f"- model server: {served[0]} flights answered, {served[1]} refused")
+    missing = sorted(wanted - set(timeline.built))
+    if missing:
+        print(f"- days without features: {', '.join(map(str, missing))}")
+    if orphans:
+        print(f"- candidates left unevaluated: {orphans}")
+    return 1 if missing or unexplained or overlaps or orphans else 0
+
+
+def _freshness_checks(instance: dg.DagsterInstance) -> list[str]:
+    lines = []
+    for asset in (["bronze", "flights"], ["bronze", "weather"], ["features", "flight_features"]):
+        key = dg.AssetCheckKey(dg.AssetKey(asset), "freshness")
+        records = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+        if not records or records[0].event is None or records[0].event.dagster_event is None:
+            lines.append(f"{'/'.join(asset)}: not run")
+            continue
+        evaluation = records[0].event.dagster_event.event_specific_data
+        verdict = "passed" if evaluation.passed else "FAILED"
+        lines.append(f"{'/'.join(asset)}: {verdict}, {evaluation.metadata['explanation'].value}")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -194,14 +398,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path(".data/simulation"), help="replaced at the start")
     parser.add_argument("--first", type=dt.date.fromisoformat, default=dt.date(2013, 1, 1))
     parser.add_argument("--days", type=int, default=14, help="days to land (bounded: the run ends by itself)")
-    parser.add_argument("--interval", type=float, default=8.0, help="seconds between two landed days")
+    parser.add_argument("--interval", type=float, default=8.0, help="seconds between two landing steps")
     parser.add_argument(
         "--retrain-days", type=int, default=7, help="new feature days that trigger retraining (0: off)"
     )
+    parser.add_argument("--faults", action="store_true", help="land the fault plan (at least 17 days)")
+    parser.add_argument("--no-serve", action="store_true", help="no model server and no monitoring")
     parser.add_argument("--timeout", type=float, default=900.0, help="end here whatever is still running")
     args = parser.parse_args(argv)
     return simulate(
-        args.root.resolve(), args.first, args.days, args.interval, args.retrain_days, args.timeout
+        args.root.resolve(),
+        args.first,
+        args.days,
+        args.interval,
+        args.retrain_days,
+        args.timeout,
+        with_faults=args.faults,
+        serve=not args.no_serve,
     )
 
 
