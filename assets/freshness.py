@@ -98,16 +98,21 @@ def judge_all(
     return judged
 
 
+def _verdict(key: dg.AssetKey, freshness: Freshness) -> dict[str, object]:
+    """What the check's result says, whether a run or the sensor reports it."""
+    return {
+        "asset_key": key,
+        "check_name": CHECK,
+        "passed": freshness.passed,
+        "severity": dg.AssetCheckSeverity.ERROR,
+        "description": freshness.explanation(),
+        "metadata": _metadata(freshness),
+    }
+
+
 def evaluation(key: dg.AssetKey, freshness: Freshness) -> dg.AssetCheckEvaluation:
     """The check's result as an event, for the freshness sensor to report without a run."""
-    return dg.AssetCheckEvaluation(
-        asset_key=key,
-        check_name=CHECK,
-        passed=freshness.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=freshness.explanation(),
-        metadata=_metadata(freshness),
-    )
+    return dg.AssetCheckEvaluation(**_verdict(key, freshness))  # type: ignore[arg-type]
 
 
 CHECKED = [*BRONZE, flight_features.key]
@@ -134,11 +139,4 @@ def freshness(
     keys = sorted({k.asset_key for k in context.selected_asset_check_keys}, key=lambda k: k.to_user_string())
     judged = judge_all(lake.store(), landing.zone(), context.instance, freshness_policy, keys)
     for key, fresh in judged.items():
-        yield dg.AssetCheckResult(
-            asset_key=key,
-            check_name=CHECK,
-            passed=fresh.passed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=fresh.explanation(),
-            metadata=_metadata(fresh),
-        )
+        yield dg.AssetCheckResult(**_verdict(key, fresh))  # type: ignore[arg-type]

@@ -258,6 +258,10 @@ class DagsterServices:
             interval=1,
         )
 
+    def backfills(self) -> list[dict[str, Any]]:
+        """The newest backfills (automation emits ranges as backfills too), each with its status."""
+        return list(self.graphql(BACKFILLS)["partitionBackfillsOrError"]["results"])
+
     def backfill_ids(self) -> list[str]:
         data = self.graphql(BACKFILLS)["partitionBackfillsOrError"]
         return [str(b["id"]) for b in data["results"]]

@@ -16,7 +16,8 @@ happens; the simulation ends by itself once every day that got a good file has i
 features and the runs are done (or at `--timeout`), with a summary of runs, failures,
 trainings, promotions, alerts and freshness. It exits 1 when a day is missing, a failure
 has no explanation (a quarantined file, the promotion gate, or a failed start that was
-retried), two trainings overlapped, or a candidate was left unevaluated.
+retried), two trainings overlapped, a candidate was left unevaluated, or a failed run
+or a quarantined file has no alert at the receiver.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ import dagster as dg
 from assets.partitions import RANGE_END, RANGE_START
 from devtools import faults
 from devtools.alert_receiver import AlertReceiver
-from devtools.services import FINAL_RUN_STATUSES, PROJECT, RUN_TIMEOUT, DagsterServices, dagster_services
+from devtools.services import (
+    FINAL_BACKFILL_STATUSES,
+    FINAL_RUN_STATUSES,
+    PROJECT,
+    RUN_TIMEOUT,
+    DagsterServices,
+    dagster_services,
+)
 from devtools.traffic import ModelServer, model_server, scheduled_flights
 from ml.ingest.replay import replay
 from ml.lake.delta import DeltaStore
@@ -53,6 +61,12 @@ SENSORS = ("landing_sensor", "features_automation", "retrain_sensor")
 TRAINING_JOB = "train_evaluate_promote"
 FLIGHTS_PER_DAY = 50
 """Flights of the next day the simulated clients ask the model server about, per landed day."""
+REPLAYED_DAYS, REPLAYED_FLIGHTS = 7, 150
+SNAPSHOT_TIMEOUT = 180.0
+ALERT_TIMEOUT = 120.0
+"""How long the end waits for the alerts of the last failures (the alert sensors tick every 15 s)."""
+"""How long the end waits for the online snapshot automation publishes once the features rest."""
+"""At the end, the clients' requests of the last days again, enough flights a day to be scored."""
 
 
 @dataclass
@@ -101,8 +115,8 @@ def describe(run: dict) -> str:
 
 
 def follow(services: DagsterServices, instance: dg.DagsterInstance, timeline: Timeline) -> bool:
-    """Print what changed; True while a run is queued or in flight."""
-    busy = False
+    """Print what changed; True while a run or a backfill is queued or in flight."""
+    busy = any(b["status"] not in FINAL_BACKFILL_STATUSES for b in services.backfills())
     for run in reversed(services.runs()):
         status = run["status"]
         busy |= status not in FINAL_RUN_STATUSES
@@ -138,7 +152,11 @@ def ask_model_server(server: ModelServer, day: dt.date, timeline: Timeline) -> N
     if not server.ready():
         return
     version = server.predict(scheduled_flights(day + dt.timedelta(days=1), FLIGHTS_PER_DAY))
-    if version is not None:
+    if version is None:
+        timeline.say(
+            f"model server refused the flights of {day + dt.timedelta(days=1)}: {server.last_refusal}"
+        )
+    else:
         timeline.say(
             f"model server v{version} answered {FLIGHTS_PER_DAY} flights of {day + dt.timedelta(days=1)}"
         )
@@ -211,9 +229,13 @@ def simulate(
                     server,
                 )
                 if server is not None:
+                    _replay_requests(services, instance, timeline, server, sorted(steps.final_days()))
                     _monitor(services, instance, timeline)
                 follow(services, instance, timeline)
-                served = (server.answered, server.refused) if server is not None else None
+                _wait_for_alerts(timeline, receiver, data / "quarantine")
+                served = (
+                    (server.answered, server.refused, server.last_refusal) if server is not None else None
+                )
             return report(timeline, data, instance, receiver, steps, served)
     finally:
         receiver.stop()
@@ -266,6 +288,36 @@ def _loop(
     timeline.say(f"timed out after {timeout:.0f}s waiting for {'; '.join(pending)}")
 
 
+def _replay_requests(
+    services: DagsterServices,
+    instance: dg.DagsterInstance,
+    timeline: Timeline,
+    server: ModelServer,
+    landed: list[dt.date],
+) -> None:
+    """The last days' requests again, once the server is ready, so monitoring has answers to score.
+
+    Days land every few seconds here, so features runs follow one another and the online
+    snapshot (which waits for them to end) is published late; the answers of the run
+    itself may be few. Replayed requests are answered by the final champion and snapshot.
+    """
+    store = DeltaStore(str(services.data / "lake"))
+    if not store.exists(REGISTRY_MODELS) or ModelRegistry(store).champion() is None:
+        timeline.say("no champion (the gate stopped every candidate): the model server has nothing to serve")
+        return
+    deadline = time.time() + SNAPSHOT_TIMEOUT
+    while not server.ready() and time.time() < deadline:
+        follow(services, instance, timeline)
+        time.sleep(1)
+    if not server.ready():
+        timeline.say(f"the model server was not ready within {SNAPSHOT_TIMEOUT:.0f}s: see {server.log}")
+        return
+    for day in landed[-REPLAYED_DAYS:]:
+        version = server.predict(scheduled_flights(day, REPLAYED_FLIGHTS))
+        answer = f"answered by v{version}" if version is not None else f"refused: {server.last_refusal}"
+        timeline.say(f"replayed {REPLAYED_FLIGHTS} requests of {day}: {answer}")
+
+
 def _monitor(services: DagsterServices, instance: dg.DagsterInstance, timeline: Timeline) -> None:
     """Monitoring once at the end: drift against the champion's data, live quality from the prediction log."""
     store = DeltaStore(str(services.data / "lake"))
@@ -279,6 +331,27 @@ def _monitor(services: DagsterServices, instance: dg.DagsterInstance, timeline: 
     follow(services, instance, timeline)
     deadline = time.time() + RUN_TIMEOUT
     while follow(services, instance, timeline) and time.time() < deadline:
+        time.sleep(1)
+
+
+def unalerted(timeline: Timeline, receiver: AlertReceiver, quarantine: Path) -> list[str]:
+    """Failed runs and quarantined files the receiver has no alert of: someone was not told."""
+    alerted = {a.get("platform", {}).get("run_id") for a in receiver.of_kind("run_failure")}
+    moved = {
+        str(a.get("platform", {}).get("destination", "")).rsplit("/", 1)[-1]
+        for a in receiver.of_kind("quarantine")
+    }
+    files = [p.name for p in quarantine.rglob("*") if p.is_file() and not p.name.endswith(".reason.json")]
+    return [
+        *(f"run {r}" for r, run in timeline.runs.items() if run["status"] == "FAILURE" and r not in alerted),
+        *(f"quarantined {name}" for name in files if name not in moved),
+    ]
+
+
+def _wait_for_alerts(timeline: Timeline, receiver: AlertReceiver, quarantine: Path) -> None:
+    """The alert sensors tick every 15 s: give the last failures time to reach the receiver."""
+    deadline = time.time() + ALERT_TIMEOUT
+    while unalerted(timeline, receiver, quarantine) and time.time() < deadline:
         time.sleep(1)
 
 
@@ -323,7 +396,7 @@ def report(
     instance: dg.DagsterInstance,
     receiver: AlertReceiver,
     steps: faults.Plan,
-    served: tuple[int, int] | None,
+    served: tuple[int, int, str] | None,
 ) -> int:
     wanted = steps.final_days()
     fresh = timeline.freshness()
@@ -370,13 +443,17 @@ def report(
     for check in _freshness_checks(instance):
         print(f"- freshness check {check}")
     if served is not None:
-        print(f"- model server: {served[0]} flights answered, {served[1]} refused")
+        refusal = f" (the last: {served[2]})" if served[2] else ""
+        print(f"- model server: {served[0]} flights answered, {served[1]} refused{refusal}")
+    untold = unalerted(timeline, receiver, data / "quarantine")
+    if untold:
+        print(f"- without an alert: {', '.join(untold)}")
     missing = sorted(wanted - set(timeline.built))
     if missing:
         print(f"- days without features: {', '.join(map(str, missing))}")
     if orphans:
         print(f"- candidates left unevaluated: {orphans}")
-    return 1 if missing or unexplained or overlaps or orphans else 0
+    return 1 if missing or unexplained or overlaps or orphans or untold else 0
 
 
 def _freshness_checks(instance: dg.DagsterInstance) -> list[str]:

@@ -39,6 +39,7 @@ class ModelServer:
     token: str = field(repr=False)
     answered: int = 0
     refused: int = 0
+    last_refusal: str = ""
 
     def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -61,6 +62,7 @@ class ModelServer:
         status, body = self._request("POST", "/v1/predict", json.dumps({"flights": flights}).encode())
         if status != 200:
             self.refused += len(flights)
+            self.last_refusal = f"{status} {body[:300].decode(errors='replace')}"
             return None
         self.answered += len(flights)
         return int(json.loads(body)["model_version"])

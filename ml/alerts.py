@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 ALERT_KINDS = ("run_failure", "check_failure", "quarantine")
 MAX_FIELD = 500
+MAX_ERROR = 1500
+"""A step's error is kept longer than other fields: an ingestion error names every bad file."""
 """Longest error text or metadata value an alert carries; the UI link leads to the rest."""
 SLACK_SECTION_LIMIT = 3000
 
@@ -145,7 +147,7 @@ def run_failure_alert(
 ) -> Alert:
     """A failed run: its failed steps' errors, or the run's own error when no step failed."""
     steps, failed, checks = list(steps), list(failed_assets), list(failed_checks)
-    reasons = [f"{s.step}: {shorten(s.error)}" for s in steps] or [shorten(run_error)]
+    reasons = [f"{s.step}: {shorten(s.error, MAX_ERROR)}" for s in steps] or [shorten(run_error, MAX_ERROR)]
     lines = [f"Error: {reasons[0]}", *reasons[1:]]
     if checks:
         lines.append(f"Blocking check(s) failed: {', '.join(checks)}")

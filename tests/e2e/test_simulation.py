@@ -84,10 +84,12 @@ def test_twenty_days_with_faults_end_whole_without_a_manual_step(
     assert sorted(a["run_id"] for a in failure_alerts) == sorted(failed), "one alert per failed run"
     for alert in failure_alerts:
         assert alert["url"].endswith(f"/runs/{alert['run_id']}")
-    # The two bad files each failed the run that read them, and only their own day.
+    # The bad files failed the run (or runs: the sensor may batch them in one range) that read them,
+    # whose alert names each file and where it was quarantined; the good days beside them landed.
     bronze_failures = [a for a in failure_alerts if "bronze/flights" in a["assets"]]
-    assert len(bronze_failures) == 2
-    assert all("quarantined to" in " ".join(a["errors"]) for a in bronze_failures)
+    assert 1 <= len(bronze_failures) <= 2, bronze_failures
+    errors = " ".join(e for a in bronze_failures for e in a["errors"])
+    assert "2013-01-07.csv" in errors and "2013-01-09.csv" in errors and "quarantined to" in errors
 
     trainings = sorted(
         (r for r in runs if r.job_name == TRAINING_JOB),

@@ -11,6 +11,7 @@ import pytest
 from devtools.alert_receiver import AlertReceiver, read_alerts
 from devtools.processes import free_port
 from ml.alerts import (
+    MAX_ERROR,
     AlertDeliveryError,
     PartitionSpan,
     SeenFiles,
@@ -59,7 +60,7 @@ def test_long_errors_are_shortened_and_a_failed_blocking_check_is_named() -> Non
     payload = failed_run(
         steps=[StepFailure("bronze__flights", "x" * 5000)], failed_checks=["bronze/flights:key_unique"]
     )
-    assert len(payload["platform"]["errors"][0]) < 600
+    assert len(payload["platform"]["errors"][0]) < MAX_ERROR + 50
     assert payload["platform"]["failed_checks"] == ["bronze/flights:key_unique"]
     assert "Blocking check(s) failed: bronze/flights:key_unique" in payload["text"]
 
