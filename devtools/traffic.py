@@ -9,6 +9,7 @@ later joins those predictions with the outcomes that land.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import http.client
 import json
 import os
@@ -68,11 +69,17 @@ class ModelServer:
         return int(json.loads(body)["model_version"])
 
 
+@functools.cache
+def _source_flights() -> pl.DataFrame:
+    """The source's flights, read once per process (the simulation asks for a day at every step)."""
+    return read_source("flights")
+
+
 def scheduled_flights(day: dt.date, limit: int) -> list[dict[str, object]]:
     """Up to `limit` flights scheduled on `day`, as a client knows them before departure."""
     zone = ZoneInfo(NEW_YORK)
     frame = (
-        read_source("flights")
+        _source_flights()
         .filter(
             (pl.col("year").cast(pl.Int32) == day.year)
             & (pl.col("month").cast(pl.Int32) == day.month)

@@ -97,7 +97,8 @@ def _planned_assets(instance: dg.DagsterInstance, run_id: str) -> dict[str, list
     return by_step
 
 
-def _step_failures(instance: dg.DagsterInstance, run_id: str) -> list[StepFailure]:
+def step_failures(instance: dg.DagsterInstance, run_id: str) -> list[StepFailure]:
+    """Each failed step of the run with the user's error (Dagster's wrappers unwrapped)."""
     failures = []
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         data = entry.dagster_event.step_failure_data if entry.dagster_event else None
@@ -124,7 +125,7 @@ def failed_run_alert(
     instance: dg.DagsterInstance, run: dg.DagsterRun, failure: dg.EventLogEntry, ui_url: str
 ) -> Alert:
     planned = _planned_assets(instance, run.run_id)
-    steps = _step_failures(instance, run.run_id)
+    steps = step_failures(instance, run.run_id)
     event = failure.dagster_event
     run_error = event.message if event is not None and event.message else failure.user_message
     job_error = getattr(event.event_specific_data, "error", None) if event is not None else None

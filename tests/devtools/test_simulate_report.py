@@ -9,7 +9,7 @@ import dagster as dg
 
 from devtools.alert_receiver import AlertReceiver
 from devtools.faults import Landing, other_bytes, plan, truncated, wrong_header
-from devtools.simulate import Timeline, overlapping_trainings, unalerted, unexplained_failures
+from devtools.simulation_report import Timeline, overlapping_trainings, unalerted, unexplained_failures
 from ml.alerts import post_alert
 
 

@@ -20,7 +20,8 @@ import polars as pl
 import pytest
 
 from devtools.alert_receiver import read_alerts
-from devtools.simulate import TRAINING_JOB, main
+from devtools.simulate import main
+from devtools.simulation_report import TRAINING_JOB
 from ml.lake.delta import DeltaStore
 from ml.registry.model_registry import ModelRegistry
 
