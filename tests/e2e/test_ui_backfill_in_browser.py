@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shutil
+import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from assets.partitions import range_tags
 from devtools.services import RUN_TIMEOUT, dagster_services
@@ -36,14 +38,43 @@ UI_TIMEOUT_MS = 120_000
 BROWSER_LAUNCH_TIMEOUT_MS = 120_000
 BACKFILL_TIMEOUT_MS = RUN_TIMEOUT * 1000  # the backfill's one run, through the page
 expect.set_options(timeout=UI_TIMEOUT_MS)
+LAUNCH_DIALOG = "Launch runs to materialize features / flight_features"
 
 
-def dismiss_community_dialog(page: Page) -> None:
-    """The UI offers "Join the Dagster community" once, at a moment of its choosing: skip it whenever."""
-    page.add_locator_handler(
-        page.get_by_text("Join the Dagster community"),
-        lambda: page.get_by_role("button", name="Skip").click(timeout=UI_TIMEOUT_MS),
-    )
+def dismiss_community_dialog(page: Page) -> list[int]:
+    """The UI offers "Join the Dagster community" once, at a moment of its choosing: skip it whenever.
+
+    Returns a counter of the prompts skipped, so a click the prompt swallowed can be told apart.
+    """
+    skipped = [0]
+
+    def skip() -> None:
+        page.get_by_role("button", name="Skip").click(timeout=UI_TIMEOUT_MS)
+        skipped[0] += 1
+
+    page.add_locator_handler(page.get_by_text("Join the Dagster community"), skip)
+    return skipped
+
+
+def open_launch_dialog(page: Page, skipped: list[int]) -> Locator:
+    """Click "Materialize selected" until its dialog shows; again only if the community prompt
+    appeared meanwhile and took the click (seen once on a busy machine)."""
+    materialize = page.get_by_role("button", name=re.compile("Materialize selected"))
+    dialog = page.get_by_role("dialog").filter(has_text=LAUNCH_DIALOG)
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+    expect(materialize).to_be_enabled(timeout=UI_TIMEOUT_MS)
+    prompts = skipped[0]
+    materialize.click(timeout=UI_TIMEOUT_MS)
+    while time.monotonic() < deadline:
+        try:
+            dialog.wait_for(state="visible", timeout=2_000)
+            return dialog
+        except PlaywrightTimeoutError:
+            if skipped[0] > prompts and not page.get_by_role("dialog").count():
+                prompts = skipped[0]
+                materialize.click(timeout=UI_TIMEOUT_MS)
+    expect(dialog).to_be_visible(timeout=1)
+    return dialog
 
 
 def shot(page: Page, name: str) -> None:
@@ -80,20 +111,15 @@ def test_a_features_backfill_launched_from_the_ui_dialog_completes(
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.set_default_timeout(UI_TIMEOUT_MS)
             page.set_default_navigation_timeout(UI_TIMEOUT_MS)
-            dismiss_community_dialog(page)
+            skipped = dismiss_community_dialog(page)
             page.goto(f"{services.url}/locations/flightdelay/asset-groups/features", timeout=UI_TIMEOUT_MS)
             asset = page.get_by_text("flight_features", exact=True).first
             expect(asset).to_be_visible(timeout=UI_TIMEOUT_MS)
             shot(page, "1-asset-graph")
 
             asset.click(timeout=UI_TIMEOUT_MS)
-            materialize = page.get_by_role("button", name=re.compile("Materialize selected"))
-            expect(materialize).to_be_enabled(timeout=UI_TIMEOUT_MS)
-            materialize.click(timeout=UI_TIMEOUT_MS)
-            dialog = page.get_by_role("dialog").last
-            expect(dialog).to_contain_text(
-                "Launch runs to materialize features / flight_features", timeout=UI_TIMEOUT_MS
-            )
+            dialog = open_launch_dialog(page, skipped)
+            expect(dialog).to_contain_text(LAUNCH_DIALOG, timeout=UI_TIMEOUT_MS)
             partitions = dialog.get_by_placeholder(re.compile("ex: 2013-01-01"))
             partitions.fill(f"[{FIRST}...{LAST}]", timeout=UI_TIMEOUT_MS)
             partitions.press("Enter", timeout=UI_TIMEOUT_MS)
