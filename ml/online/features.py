@@ -27,11 +27,13 @@ from ml.features.flight_features import (
     LABEL,
     TRAILING_KEYS,
     WEATHER_COLUMNS,
+    WEATHER_TOLERANCE,
     WINDOWS,
     holiday_table,
     schedule_features,
     trailing_features,
     weather_features,
+    weather_reports,
 )
 from ml.lake.schemas import TIMESTAMP_UTC
 from ml.online.snapshot import OnlineSnapshot
@@ -91,8 +93,8 @@ def online_features(requests: pl.DataFrame, snapshot: OnlineSnapshot) -> pl.Data
 _LOCAL = ZoneInfo(NEW_YORK)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECONDS = 1_000_000
-_WEATHER_TOLERANCE_US = 3 * 3600 * _MICROSECONDS
-"""`ml.features.flight_features.WEATHER_TOLERANCE` (3h, inclusive as in polars' join_asof) in microseconds."""
+_WEATHER_TOLERANCE_US = WEATHER_TOLERANCE // dt.timedelta(microseconds=1)
+"""Inclusive, as in polars' join_asof."""
 _OFFSETS = sorted({1, *(w + 1 for w in WINDOWS)})
 _HOLIDAY_DAYS_AHEAD = 31
 ONLINE_SCHEMA: dict[str, pl.DataType] = {c: FEATURE_SCHEMA[c] for c in ONLINE_COLUMNS}
@@ -153,13 +155,10 @@ class OnlineLookup:
             if tailnum is not None
         }
         self.weather: dict[str, tuple[list[int], list[tuple]]] = {}
-        observed = snapshot.weather.select("origin", "time_hour", *WEATHER_COLUMNS).sort(
-            "origin", "time_hour"
-        )
-        for origin, time_hour, *values in observed.iter_rows():
+        for origin, available, *values in weather_reports(snapshot.weather).iter_rows():
             times, rows = self.weather.setdefault(origin, ([], []))
-            times.append(_microseconds(time_hour))
-            rows.append((time_hour, *values))
+            times.append(_microseconds(available))
+            rows.append((available, *values))
         self.totals: dict[str, dict[tuple[str, ...], _Totals]] = {}
         for name, key in TRAILING_KEYS.items():
             by_key: dict[tuple[str, ...], _Totals] = {}

