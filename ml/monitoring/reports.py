@@ -1,9 +1,10 @@
 """One monitoring run's result: what the drift and live-performance assets read from the lake and write back.
 
 `ml.monitoring.drift` and `ml.monitoring.live_performance` compute on frames they are
-given; this module picks the frames (the newest window of the lake, the training split
-the champion learned from), runs those computations and assembles the table rows a run
-replaces, so the assets only write, signal and report. It writes nothing itself: the
+given; this module picks the frames (the newest window of the lake, the train split of
+the reference `ml.monitoring.reference` found: the champion's training set), runs those
+computations and assembles the table rows a run replaces, so the assets only write,
+signal and report. It writes nothing itself: the
 write carries the run's commit metadata, which only the asset knows.
 
 Both windows end at the newest day found in the lake, not at today's date, so no clock
@@ -23,6 +24,7 @@ import datetime as dt
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -36,16 +38,17 @@ from ml.lake.tables import (
     LIVE_PERFORMANCE_TABLE,
     PREDICTIONS_TABLE,
 )
-from ml.monitoring.drift import Thresholds, breaches, drift_table
+from ml.monitoring.drift import Calibration, ReferenceProfile, breaches, drift_table, fit_reference
 from ml.monitoring.live_performance import (
     PerformanceLimits,
     daily_performance,
     match_outcomes,
     performance_breaches,
 )
+from ml.monitoring.reference import Reference
 from ml.monitoring.signals import episode_start, signal_key
 from ml.registry.model_registry import ModelRegistry
-from ml.training.training_set import MANIFEST, read_manifest, read_split
+from ml.training.training_set import read_manifest, read_split
 
 OUTCOME_COUNTS = ("predictions", "pending", "unmatched", "ambiguous", "cancelled", "diverted", "outcomes")
 """Columns of the daily performance table summed over the window for the run's metadata."""
@@ -73,72 +76,169 @@ def _champion_version(store: DeltaStore) -> int | None:
 
 @dataclass(frozen=True)
 class DriftReport:
-    """The drift table of the newest `first..last` feature days against the training split cut at `cutoff`."""
+    """The drift table of the newest `first..last` feature days against the reference's train split."""
 
     first: dt.date
     last: dt.date
     cutoff: dt.date
-    champion_version: int | None
+    reference: Reference
     reference_rows: int
     current_rows: int
+    profile: ReferenceProfile
+    not_compared: Mapping[str, str]
+    """Features of the reference left out, and why."""
     table: pl.DataFrame
     over: pl.DataFrame
     """Breaching features, worst first."""
     frame: pl.DataFrame
-    """`table` with the run's `as_of`, window and reference columns and a `breach` flag: the rows written."""
+    """`table` with the run's `as_of`, window and reference columns: the rows written."""
+
+    @property
+    def champion_version(self) -> int | None:
+        return self.reference.champion_version
+
+    @property
+    def not_judged(self) -> int:
+        """Features without a limit: the reference has too few blocks to set one."""
+        return self.table.filter(pl.col("threshold").is_null()).height
 
     @property
     def breach_summary(self) -> pl.DataFrame:
-        return self.over.select("feature", "metric", "value", "threshold")
+        return self.over.select("feature", "metric", "value", "threshold", "threshold_basis")
+
+    @property
+    def feature_summary(self) -> pl.DataFrame:
+        """Per feature what a reader needs to see why it did or did not fire, rounded for the UI."""
+        return self.table.select(
+            "feature",
+            "compared_as",
+            "metric",
+            pl.col("value").round_sig_figs(4),
+            pl.col("threshold").round_sig_figs(4),
+            "breach",
+            "threshold_basis",
+            pl.col("p_value").round_sig_figs(3),
+            pl.col("ks").round(4),
+            pl.col("current_null_rate").round(4),
+            pl.col("out_of_range_rate").round(4),
+            pl.col("unseen_rate").round(4),
+        )
+
+    @property
+    def calibration_summary(self) -> str:
+        """How every limit of the run was set, in one sentence."""
+        c = self.profile.calibration
+        which = "largest" if c.quantile == 1.0 else f"q{c.quantile:g}"
+        return (
+            f"{self.profile.blocks} reference blocks of {self.profile.block_days} days after {c.warmup_days} "
+            f"warm-up days; limit = {c.factor:g} x the {which} block statistic, at least PSI {c.psi_floor:g} "
+            f"(numeric) or JS {c.js_floor:g} (categorical, which also needs chi-square p < {c.alpha:g}); "
+            f"fewer than {c.min_blocks} blocks: not judged"
+        )
 
     @property
     def summary(self) -> dict[str, object]:
         """The run's plain numbers, in the order the asset reports them."""
         return {
             "window": f"{self.first}..{self.last}",
+            "reference": self.reference.origin,
+            "reference_md5": self.reference.md5,
             "reference_cutoff": self.cutoff.isoformat(),
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
+            "calibration": self.calibration_summary,
+            "features_not_judged": self.not_judged,
         }
+
+
+def compared_features(
+    manifest: Mapping[str, Any], current_columns: Collection[str], excluded: Mapping[str, str]
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """Numeric and categorical features to compare, and the reference's others with why they are not.
+
+    The reference's manifest names the features its model learned from (the code's lists
+    when an old manifest has none), so a feature added or dropped since is not compared
+    against a training set that lacks it.
+    """
+    numeric = [str(c) for c in manifest.get("numeric", NUMERIC_FEATURES)]
+    categorical = [str(c) for c in manifest.get("categorical", CATEGORICAL_FEATURES)]
+    not_compared: dict[str, str] = {}
+    for feature in (*numeric, *categorical):
+        if feature in excluded:
+            not_compared[feature] = excluded[feature]
+        elif feature not in current_columns:
+            not_compared[feature] = f"missing from {FEATURES_TABLE}: the feature table no longer has it"
+    numeric = [c for c in numeric if c not in not_compared]
+    return numeric, [c for c in categorical if c not in not_compared], not_compared
+
+
+def check_drift_table(store: DeltaStore, frame: pl.DataFrame) -> None:
+    """Fail with the difference when `DRIFT_TABLE` holds the columns of an older monitor.
+
+    A predicate overwrite cannot change a Delta table's schema; the message says what to do.
+    """
+    if not store.exists(DRIFT_TABLE):
+        return
+    have = set(store.scan(DRIFT_TABLE).collect_schema().names())
+    want = set(frame.columns)
+    if have != want:
+        raise ValueError(
+            f"{store.uri(DRIFT_TABLE)} has the columns of an older drift monitor (missing: "
+            f"{', '.join(sorted(want - have)) or '-'}; no longer written: {', '.join(sorted(have - want)) or '-'}): "
+            "move the table aside (its history stays readable there) and run monitoring/drift again"
+        )
 
 
 def drift_report(
     store: DeltaStore,
-    training_set: Path,
+    reference: Reference | None,
+    on_disk: Path,
     window_days: int,
-    thresholds: Thresholds,
+    calibration: Calibration,
     bins: int,
-    excluded_features: Collection[str],
+    excluded: Mapping[str, str],
 ) -> DriftReport | NothingToMonitor:
-    """PSI and KS per feature: the newest `window_days` of `FEATURES_TABLE` against the snapshot's train split."""
-    if not (training_set / MANIFEST).exists():
+    """The newest `window_days` of `FEATURES_TABLE` against the reference's train split, limits calibrated on it.
+
+    `reference` is `find_reference`'s answer (None: no champion and no training set at
+    `on_disk`); `excluded` maps features not compared to the reason.
+    """
+    if reference is None:
         return NothingToMonitor(
-            f"no training set yet at {training_set}: nothing to compare recent features with"
+            f"no training set yet at {on_disk} and no champion: nothing to compare recent features with"
         )
-    cutoff = dt.date.fromisoformat(read_manifest(training_set)["cutoff"])
-    reference = read_split(training_set, "train")
+    manifest = read_manifest(reference.folder)
+    cutoff = dt.date.fromisoformat(manifest["cutoff"])
     last = store.last_day(FEATURES_TABLE, "flight_date")
     if last is None:
         raise ValueError(f"{FEATURES_TABLE} has no rows: nothing recent to compare with the training split")
     first = last - dt.timedelta(days=window_days - 1)
     current = store.read_days(FEATURES_TABLE, "flight_date", first, last)
-    excluded = set(excluded_features)
-    table = drift_table(
-        reference,
-        current,
-        [c for c in NUMERIC_FEATURES if c not in excluded],
-        [c for c in CATEGORICAL_FEATURES if c not in excluded],
-        bins,
-    )
-    over = breaches(table, thresholds)
+    numeric, categorical, not_compared = compared_features(manifest, current.columns, excluded)
+    train = read_split(reference.folder, "train")
+    block_days = current["flight_date"].n_unique()
+    profile = fit_reference(train, numeric, categorical, calibration, block_days, bins)
+    table = drift_table(profile, current)
     frame = table.with_columns(
         pl.lit(last, pl.Date).alias("as_of"),
         pl.lit(first, pl.Date).alias("window_first"),
         pl.lit(cutoff, pl.Date).alias("reference_cutoff"),
-        pl.col("feature").is_in(over["feature"].implode()).alias("breach"),
+        pl.lit(reference.md5, pl.String).alias("reference_md5"),
     )
-    version = _champion_version(store)
-    return DriftReport(first, last, cutoff, version, reference.height, current.height, table, over, frame)
+    check_drift_table(store, frame)
+    return DriftReport(
+        first=first,
+        last=last,
+        cutoff=cutoff,
+        reference=reference,
+        reference_rows=train.height,
+        current_rows=current.height,
+        profile=profile,
+        not_compared=not_compared,
+        table=table,
+        over=breaches(table),
+        frame=frame,
+    )
 
 
 def drift_episode(store: DeltaStore, champion_version: int | None) -> Episode | None:
