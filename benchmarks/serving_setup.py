@@ -117,7 +117,7 @@ def build_platform(root: Path, days: int) -> ServingPlatform:
                 lake_versions={},
                 git_commit="benchmark",
                 params={**params["train"], "hash": params_hash(params["train"])},
-                metrics={"test": metrics["test"]},
+                metrics={"training": metrics},
                 now=dt.datetime.now(dt.UTC),
             )
         )

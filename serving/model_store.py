@@ -57,8 +57,7 @@ class Served:
             "onnx_uri": self.version.onnx_uri,
             "model_md5": self.version.model_md5,
             "training_set_md5": self.version.training_set_md5,
-            "test_metrics": self.version.metrics.get("test")
-            or self.version.metrics.get("training", {}).get("test"),
+            "test_metrics": self.version.metrics.get("test"),
             "snapshot": {
                 "id": self.snapshot_id,
                 "first_day": self.snapshot.first_day.isoformat(),

@@ -23,6 +23,10 @@ class ModelConfig:
     embedding_dim: int
     hidden_sizes: tuple[int, ...]
     dropout: float
+    temperature: float = 1.0
+    """Divides the logit before the sigmoid: fitted on the validation split after training
+    (`ml.training.calibration`), so the exported probabilities are calibrated and the ranking
+    is untouched. 1.0 in files written before calibration existed."""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -35,6 +39,7 @@ class ModelConfig:
             embedding_dim=int(data["embedding_dim"]),  # type: ignore[arg-type]
             hidden_sizes=tuple(int(v) for v in data["hidden_sizes"]),  # type: ignore[union-attr]
             dropout=float(data["dropout"]),  # type: ignore[arg-type]
+            temperature=float(data.get("temperature", 1.0)),  # type: ignore[arg-type]
         )
 
 
@@ -77,11 +82,16 @@ class TabularNet(nn.Module):
 
 
 class ProbabilityModel(nn.Module):
-    """The network with a sigmoid on top: what the ONNX file computes, so servers get probabilities."""
+    """The network with its calibration and a sigmoid on top: what the ONNX file computes.
+
+    The temperature is part of the exported graph, so a server running `model.onnx` answers
+    the calibrated probability the gate judged, with no second step to forget.
+    """
 
     def __init__(self, net: TabularNet) -> None:
         super().__init__()
         self.net = net
+        self.register_buffer("temperature", torch.tensor(net.config.temperature, dtype=torch.float32))
 
     def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(categorical, numeric))
+        return torch.sigmoid(self.net(categorical, numeric) / self.temperature)

@@ -28,9 +28,14 @@ UNKNOWN = 0
 class Preprocessor:
     """Vocabularies, numeric statistics and missing indicators learned from a train split.
 
+    Every numeric column gets a missing indicator, whether or not train had nulls in it:
+    a request without a weather report or a plane record must say so to the network,
+    not pass for the train mean (files written before kept indicators only for columns
+    with nulls in train; `missing_indicators` lists them, so those still load).
+
     Numbers are clipped to the range seen in train before they are standardized. The
     splits are consecutive periods, so later rows bring values train never had
-    (`month` 11 and 12 after a January-September train, growing trailing counts);
+    (trailing counts that grow with traffic, weather of a season train never saw);
     a network would extrapolate its learned slopes into them, while clipping answers
     as the nearest trained value, as gradient-boosted trees do.
     """
@@ -43,6 +48,10 @@ class Preprocessor:
     lows: dict[str, float]
     highs: dict[str, float]
     missing_indicators: tuple[str, ...]
+    log_scaled: tuple[str, ...] = ()
+    """Non-negative, right-skewed columns (traffic volumes, distances) taken as log1p before the
+    statistics: on a raw scale a hub's 28-day volume sits tens of standard deviations out, and
+    the network would see every other row as the same value. Trees split on ranks and need none."""
 
     @classmethod
     def fit(cls, train: pl.DataFrame, categorical: Sequence[str], numeric: Sequence[str]) -> Preprocessor:
@@ -50,12 +59,14 @@ class Preprocessor:
             raise ValueError("cannot fit a preprocessor on an empty train split")
         _require_columns(train, [*categorical, *numeric])
         vocabularies = {c: _vocabulary(train[c]) for c in categorical}
-        means, stds, lows, highs, indicators = {}, {}, {}, {}, []
+        means, stds, lows, highs = {}, {}, {}, {}
+        logged: list[str] = []
         for column in numeric:
             values = _as_float(train, column)
             known = values[~np.isnan(values)]
-            if known.size < values.size:
-                indicators.append(column)
+            if _is_skewed_count(known):
+                logged.append(column)
+                known = np.log1p(known)
             if known.size == 0:
                 means[column], stds[column], lows[column], highs[column] = 0.0, 1.0, 0.0, 0.0
                 continue
@@ -71,7 +82,8 @@ class Preprocessor:
             stds=stds,
             lows=lows,
             highs=highs,
-            missing_indicators=tuple(indicators),
+            missing_indicators=tuple(numeric),
+            log_scaled=tuple(logged),
         )
 
     @property
@@ -86,8 +98,7 @@ class Preprocessor:
     def transform(self, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Codes (int64 [N, C]) and numbers (float32 [N, F]: standardized columns, then indicators).
 
-        A null number becomes 0, the train mean, and its indicator (if train had
-        nulls in that column) says it was missing.
+        A null number becomes 0, the train mean, and its indicator says it was missing.
         """
         _require_columns(frame, [*self.categorical, *self.numeric])
         codes = np.zeros((frame.height, len(self.categorical)), dtype=np.int64)
@@ -143,6 +154,11 @@ class Preprocessor:
         """Float64 numbers [N, len(numeric)] with NaN for nulls -> the model's float32 input."""
         lows, highs, means, stds = self._bounds
         missing = np.isnan(values)
+        if self.log_scaled:
+            values = values.copy()
+            for column in self.log_scaled:
+                j = self.numeric.index(column)
+                values[:, j] = np.log1p(np.maximum(values[:, j], 0.0))
         numbers = np.zeros((values.shape[0], self.numeric_width), dtype=np.float32)
         numbers[:, : len(self.numeric)] = np.where(
             missing, 0.0, (np.clip(values, lows, highs) - means) / stds
@@ -160,8 +176,8 @@ class Preprocessor:
         version = data.pop("format_version", None)
         if version != FORMAT_VERSION:
             raise ValueError(f"preprocessor format version {version!r} is not {FORMAT_VERSION}")
-        for key in ("categorical", "numeric", "missing_indicators"):
-            data[key] = tuple(data[key])
+        for key in ("categorical", "numeric", "missing_indicators", "log_scaled"):
+            data[key] = tuple(data.get(key, ()))
         return cls(**data)
 
     def save(self, path: Path) -> None:
@@ -170,6 +186,17 @@ class Preprocessor:
     @classmethod
     def load(cls, path: Path) -> Preprocessor:
         return cls.from_json(path.read_text())
+
+
+SKEWNESS_LIMIT = 2.0
+
+
+def _is_skewed_count(known: np.ndarray) -> bool:
+    """Non-negative with a long right tail (sample skewness above `SKEWNESS_LIMIT`), judged on train."""
+    if known.size < 3 or known.min() < 0:
+        return False
+    std = known.std()
+    return bool(std > 0 and np.mean(((known - known.mean()) / std) ** 3) > SKEWNESS_LIMIT)
 
 
 def _vocabulary(values: pl.Series) -> list[str]:

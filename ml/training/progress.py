@@ -60,11 +60,8 @@ def materialization_metadata(
         "device": device_name(device),
         "best_epoch": metrics["best_epoch"],
         "epochs_run": metrics["epochs_run"],
-        **{
-            f"{split}_{name}": metrics[split][name]
-            for split in ("validation", "test")
-            for name in ("roc_auc", "log_loss", "rows")
-        },
+        **{f"validation_{name}": metrics["validation"][name] for name in ("roc_auc", "log_loss", "rows")},
+        "temperature": metrics["calibration"]["temperature"],
         "training_set_md5": fingerprint["training_set_md5"],
         "params_hash": fingerprint["params_hash"],
         "output_folder": {"raw_value": str(out), "type": "path"},

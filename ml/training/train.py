@@ -15,6 +15,7 @@ weights of an uninterrupted one (on the same device and thread count).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -33,6 +34,7 @@ from torch.nn import functional
 
 from ml.evaluation.metrics import binary_metrics, label_values
 from ml.registry.provenance import params_hash
+from ml.training.calibration import fit_temperature
 from ml.training.model import ModelConfig, ProbabilityModel, TabularNet
 from ml.training.params import load_params
 from ml.training.preprocess import Preprocessor
@@ -54,9 +56,15 @@ from ml.training.trainer import (
     save_checkpoint,
     start_or_resume,
 )
-from ml.training.training_set import SPLITS, TrainingSetError, folder_md5, read_manifest, read_split
+from ml.training.training_set import TrainingSetError, folder_md5, read_manifest, read_split
 
 EXIT_ERROR = 2
+SELECTION = {
+    "early_stopping": "validation",
+    "calibration": "validation",
+}
+"""What each choice of a training run was made on: the test split is never read here, only by the gate."""
+TRAINING_SPLITS = ("train", "validation")
 EVAL_BATCH = 65536
 ONNX_OPSET = 17
 
@@ -79,7 +87,11 @@ class Split:
 
 
 def read_training_set(folder: Path) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
-    """The manifest and the three splits, or a TrainingError saying which is missing or empty."""
+    """The manifest with the train and validation splits, or a TrainingError saying which is missing or empty.
+
+    The test split is not even read: it belongs to the gate, and a number seen here could
+    end up steering a choice.
+    """
     if not folder.is_dir():
         raise TrainingError(f"training set folder {folder} does not exist")
     if not any(folder.iterdir()):
@@ -88,7 +100,7 @@ def read_training_set(folder: Path) -> tuple[dict[str, Any], dict[str, pl.DataFr
         )
     try:
         manifest = read_manifest(folder)
-        frames = {name: read_split(folder, name) for name in SPLITS}
+        frames = {name: read_split(folder, name) for name in TRAINING_SPLITS}
     except TrainingSetError as exc:
         raise TrainingError(str(exc)) from exc
     for name, frame in frames.items():
@@ -149,16 +161,39 @@ def train_epoch(trainer: Trainer, train: Split, batch_size: int, order: torch.Te
 
 
 @torch.no_grad()
-def predict(model: TabularNet, split: Split, amp: bool) -> np.ndarray:
-    """Delay probabilities (float64) of a split, in large evaluation batches."""
+def logits(model: TabularNet, split: Split, amp: bool) -> np.ndarray:
+    """Raw logits (float64) of a split, in large evaluation batches."""
     model.eval()
     parts = []
     for start in range(0, split.rows, EVAL_BATCH):
         end = start + EVAL_BATCH
         with torch.autocast(split.label.device.type, enabled=amp):
-            logits = model(split.categorical[start:end], split.numeric[start:end])
-        parts.append(torch.sigmoid(logits.float()).cpu().numpy())
+            out = model(split.categorical[start:end], split.numeric[start:end])
+        parts.append(out.float().cpu().numpy())
     return np.concatenate(parts).astype(np.float64)
+
+
+def predict(model: TabularNet, split: Split, amp: bool) -> np.ndarray:
+    """Delay probabilities of a split as the exported graph computes them: sigmoid(logit / temperature)."""
+    return 1.0 / (1.0 + np.exp(-logits(model, split, amp) / model.config.temperature))
+
+
+def calibrate(model: TabularNet, validation: Split, amp: bool) -> dict[str, Any]:
+    """Fit the temperature on the validation split and set it on the model; metrics before and after."""
+    before = evaluate(model, validation, amp)
+    try:
+        temperature = fit_temperature(logits(model, validation, amp), validation.label.cpu().numpy())
+    except ValueError as exc:
+        raise TrainingError(f"cannot calibrate on the validation split: {exc}") from exc
+    model.config = dataclasses.replace(model.config, temperature=temperature)
+    return {
+        "validation": evaluate(model, validation, amp),
+        "calibration": {
+            "method": "temperature",
+            "temperature": temperature,
+            "validation_log_loss_before": before["log_loss"],
+        },
+    }
 
 
 def evaluate(model: TabularNet, split: Split, amp: bool) -> dict[str, float]:
@@ -322,10 +357,10 @@ def run(
 
     trainer.model.load_state_dict(progress.best_state)
     metrics = {
-        "validation": evaluate(trainer.model, splits["validation"], trainer.amp),
-        "test": evaluate(trainer.model, splits["test"], trainer.amp),
+        **calibrate(trainer.model, splits["validation"], trainer.amp),
         "best_epoch": progress.best_epoch,
         "epochs_run": progress.epoch,
+        "selection": SELECTION,
     }
     write_outputs(out, trainer.model, preprocessor, metrics, progress.history)
     reporter.materialized(materialization_metadata(out, device, metrics, progress.history, fingerprint))

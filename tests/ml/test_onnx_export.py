@@ -26,13 +26,16 @@ def trained(tmp_path_factory: pytest.TempPathFactory, replayed_landing: Path) ->
     return snapshot, out
 
 
-def torch_probabilities(out: Path, frame: pl.DataFrame) -> np.ndarray:
-    net = TabularNet(ModelConfig.from_dict(json.loads((out / "model.json").read_text())))
+def torch_probabilities(out: Path, frame: pl.DataFrame, calibrated: bool = True) -> np.ndarray:
+    """The network's probabilities computed by hand: sigmoid(logit / temperature from model.json)."""
+    config = ModelConfig.from_dict(json.loads((out / "model.json").read_text()))
+    net = TabularNet(config)
     net.load_state_dict(torch.load(out / "model.pt", weights_only=True))
     net.eval()
     categorical, numeric = Preprocessor.load(out / "preprocess.json").transform(frame)
     with torch.no_grad():
-        return torch.sigmoid(net(torch.from_numpy(categorical), torch.from_numpy(numeric))).numpy()
+        logits = net(torch.from_numpy(categorical), torch.from_numpy(numeric))
+    return torch.sigmoid(logits / (config.temperature if calibrated else 1.0)).numpy()
 
 
 def test_onnxruntime_and_pytorch_agree_on_the_test_split(trained: tuple[Path, Path]) -> None:
@@ -43,6 +46,17 @@ def test_onnxruntime_and_pytorch_agree_on_the_test_split(trained: tuple[Path, Pa
     assert served.shape == (test.height,) and served.dtype == np.float32
     np.testing.assert_allclose(served, expected, atol=1e-5, rtol=0)
     assert ((served > 0) & (served < 1)).all()
+
+
+def test_the_calibration_fitted_on_validation_is_inside_the_graph(trained: tuple[Path, Path]) -> None:
+    """The served probabilities are the calibrated ones: a server needs no second step to apply it."""
+    snapshot, out = trained
+    temperature = json.loads((out / "model.json").read_text())["temperature"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert temperature == metrics["calibration"]["temperature"] and temperature != 1.0
+    test = pl.read_parquet(snapshot / "test.parquet")
+    served = OnnxModel(out).predict(test)
+    assert np.abs(served - torch_probabilities(out, test, calibrated=False)).max() > 1e-3
 
 
 def test_the_graph_has_named_inputs_and_a_free_batch_axis(trained: tuple[Path, Path]) -> None:

@@ -70,14 +70,15 @@ def test_unknown_and_null_categories_map_to_zero(fitted: Preprocessor) -> None:
     assert fitted.cardinalities == [4, 3]
 
 
-def test_nulls_become_zero_with_an_indicator_where_train_had_nulls(fitted: Preprocessor) -> None:
+def test_nulls_become_zero_with_an_indicator_for_every_numeric_column(fitted: Preprocessor) -> None:
+    """Train had no null distance, yet a request without one still says so (no silent train mean)."""
     rows = frame(["UA", "UA"], ["JFK", "JFK"], [None, 250], [None, 20.0], [5.0, float("nan")])
     _, numbers = fitted.transform(rows)
-    assert fitted.missing_indicators == ("temp",)
-    assert numbers.dtype == np.float32 and numbers.shape == (2, len(NUMERIC) + 1)
-    assert numbers[0].tolist() == [0.0, 0.0, 0.0, 1.0]  # null distance: no indicator (train had none)
-    assert numbers[1].tolist() == [0.0, 0.0, 0.0, 0.0]  # NaN counts as missing too
-    assert fitted.numeric_width == 4
+    assert fitted.missing_indicators == NUMERIC
+    width = 2 * len(NUMERIC)
+    assert numbers.dtype == np.float32 and numbers.shape == (2, width) and fitted.numeric_width == width
+    assert numbers[0].tolist() == [0.0, 0.0, 0.0, 1.0, 1.0, 0.0]  # null distance and temp, both flagged
+    assert numbers[1].tolist() == [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]  # NaN counts as missing too
 
 
 def test_values_outside_the_train_range_are_clipped(fitted: Preprocessor) -> None:

@@ -108,10 +108,15 @@ def test_standalone_training_writes_every_output(
     assert (out / "checkpoints" / "last.pt").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     manifest = json.loads((snapshot / "manifest.json").read_text())
-    for split in ("validation", "test"):
-        assert metrics[split]["rows"] == manifest["splits"][split]["rows"]
-        assert 0.55 < metrics[split]["roc_auc"] <= 1.0
-        assert 0.0 < metrics[split]["log_loss"] < 0.69  # better than a coin
+    assert "test" not in metrics, "the test split belongs to the gate"
+    assert metrics["selection"] == {"early_stopping": "validation", "calibration": "validation"}
+    validation = metrics["validation"]
+    assert validation["rows"] == manifest["splits"]["validation"]["rows"]
+    assert 0.55 < validation["roc_auc"] <= 1.0
+    assert 0.0 < validation["log_loss"] < 0.69  # better than a coin
+    calibration = metrics["calibration"]
+    assert calibration["method"] == "temperature" and 0.05 < calibration["temperature"] < 20
+    assert validation["log_loss"] <= calibration["validation_log_loss_before"] + 1e-9
     assert metrics["epochs_run"] == 3 and 1 <= metrics["best_epoch"] <= 3
     history = json.loads((out / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2, 3]
@@ -120,6 +125,16 @@ def test_standalone_training_writes_every_output(
         assert {"train_loss", "validation_loss", "validation_auc"} <= row.keys()
     net = TabularNet(ModelConfig.from_dict(json.loads((out / "model.json").read_text())))
     net.load_state_dict(weights(out))  # strict: model.json rebuilds exactly the saved architecture
+
+
+def test_training_never_reads_the_test_split(snapshot: Path, params: Path, tmp_path: Path) -> None:
+    """The test split belongs to the gate: garbage in its place changes nothing for training."""
+    blind = tmp_path / "blind"
+    shutil.copytree(snapshot, blind)
+    (blind / "test.parquet").write_bytes(b"not parquet: training must not open it")
+    out = tmp_path / "model"
+    assert train.main(["--training-set", str(blind), "--out", str(out), "--params", str(params)]) == 0
+    assert "test" not in json.loads((out / "metrics.json").read_text())
 
 
 def test_same_seed_gives_identical_weights_and_another_seed_does_not(snapshot: Path, tmp_path: Path) -> None:
@@ -211,10 +226,12 @@ def test_missing_empty_or_incomplete_training_sets_fail_clearly(
 ) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    no_test = tmp_path / "no_test"
-    shutil.copytree(snapshot, no_test)
-    pl.read_parquet(snapshot / "test.parquet").head(0).write_parquet(no_test / "test.parquet")
-    cases = {tmp_path / "absent": "does not exist", empty: "is empty", no_test: "test split"}
+    no_validation = tmp_path / "no_validation"
+    shutil.copytree(snapshot, no_validation)
+    pl.read_parquet(snapshot / "validation.parquet").head(0).write_parquet(
+        no_validation / "validation.parquet"
+    )
+    cases = {tmp_path / "absent": "does not exist", empty: "is empty", no_validation: "validation split"}
     for folder, message in cases.items():
         code = train.main(
             ["--training-set", str(folder), "--out", str(tmp_path / "out"), "--params", str(params)]
@@ -245,6 +262,7 @@ def test_under_pipes_it_logs_each_epoch_and_reports_the_materialization(
     assert metadata["samples_per_second"].value > 0
     assert metadata["output_folder"].value == str(out)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metadata["test_roc_auc"].value == metrics["test"]["roc_auc"]
+    assert metadata["validation_roc_auc"].value == metrics["validation"]["roc_auc"]
+    assert metadata["temperature"].value == metrics["calibration"]["temperature"]
     logged = [e.user_message for e in instance.all_logs(result.run_id) if "validation_loss" in e.user_message]
     assert len(logged) == 3, "one log line per epoch should come back through Pipes"
