@@ -13,7 +13,7 @@ from assets.features import flight_features
 from assets.run_models import run_candidate_version
 from assets.step_resources import EVALUATION, TRAINING_SET, k8s_step_tags
 from ml.evaluation.candidate_evaluation import evaluate_candidate
-from ml.evaluation.leaderboard import leaderboard_text
+from ml.evaluation.leaderboard import GateSettings, leaderboard_text
 from ml.evaluation.plots import png_markdown
 from ml.registry.candidates import plan_training, register_candidate
 from ml.registry.dvc_repo import PARAMS_FILE, TRAINING_SET_PATH
@@ -26,8 +26,11 @@ from resources import ArtifactsResource, DvcResource, LakeResource, TrainingLaun
 GROUP = "training"
 EVALUATION_KEY = dg.AssetKey(["training", "evaluation"])
 GATE_CHECKS = {
-    "beats_champion": "Not worse than the champion beyond the margin.",
-    "beats_boosted_trees": "Not worse than the boosted-trees baseline.",
+    "beats_champion": "The lower bound of the day-bootstrap interval of (candidate - champion) "
+    "ROC AUC is above -champion_margin.",
+    "beats_boosted_trees": "The lower bound of the day-bootstrap interval of (candidate - boosted trees) "
+    "ROC AUC is above -baseline_margin.",
+    "calibrated": "The candidate's expected calibration error on the test split is within max_calibration_error.",
 }
 """The promotion gate: blocking checks, so a failed candidate never reaches deployment/champion_model."""
 
@@ -39,11 +42,27 @@ class TrainingSetConfig(dg.Config):
 
 
 class GateConfig(dg.Config):
-    champion_margin: float = Field(
-        default=0.005, ge=0, description="How much worse (ROC AUC) than the champion a candidate may be."
+    """Run-config overrides of params.yaml's `gate:` section; a field left empty keeps params.yaml's value."""
+
+    champion_margin: float | None = Field(
+        default=None,
+        description="ROC AUC the candidate may lose to the champion (lower bound of the interval).",
     )
-    boosted_trees_tolerance: float = Field(
-        default=0.0, ge=0, description="How much worse (ROC AUC) than the boosted-trees baseline it may be."
+    baseline_margin: float | None = Field(
+        default=None, description="ROC AUC the candidate may lose to the boosted-trees baseline."
+    )
+    max_calibration_error: float | None = Field(
+        default=None, description="Bound on the candidate's expected calibration error on the test split."
+    )
+    resamples: int | None = Field(default=None, description="Day resamples of the bootstrap.")
+    confidence: float | None = Field(default=None, description="Level of the bootstrap intervals.")
+    seed: int | None = Field(default=None, description="Seed of the resampling.")
+
+
+def gate_settings(config: GateConfig, dvc: DvcResource) -> GateSettings:
+    """params.yaml's gate, as training_set reads its section, with the run's overrides on top."""
+    return GateSettings.from_section(
+        {**load_params(dvc.path(PARAMS_FILE)).get("gate", {}), **config.model_dump(exclude_none=True)}
     )
 
 
@@ -144,10 +163,10 @@ def evaluation(
         registry,
         dvc.repo(),
         artifacts.store(),
-        config.champion_margin,
-        config.boosted_trees_tolerance,
+        gate_settings(config, dvc),
         dt.datetime.now(dt.UTC),
         version,
+        load_params(dvc.path(PARAMS_FILE)).get("baseline", {}),
     )
     if version is None:
         context.log.warning(
@@ -164,6 +183,10 @@ def evaluation(
             "champion_version": result.champion.version if result.champion else None,
             "promotions_frozen": freeze is not None,
             "roc_auc": report.metrics["candidate"]["roc_auc"],
+            "gate_passed": gate.passed,
+            "gate": dg.MetadataValue.md(markdown_table(gate.table())),
+            **gate.figures(),
+            "boosted_trees_settings": dg.MetadataValue.json(report.metrics["boosted_trees"]["settings"]),
             "leaderboard": dg.MetadataValue.md(markdown_table(report.leaderboard)),
             "calibration": dg.MetadataValue.md(markdown_table(report.calibration, max_rows=20)),
             **{f"slices_{by}": dg.MetadataValue.md(markdown_table(f, 20)) for by, f in report.slices.items()},
@@ -173,11 +196,8 @@ def evaluation(
             dg.AssetCheckResult(
                 check_name=name,
                 passed=verdict.passed,
-                metadata={"explanation": verdict.explanation},
+                metadata={"explanation": verdict.explanation, **verdict.figures},
             )
-            for name, verdict in (
-                ("beats_champion", gate.beats_champion),
-                ("beats_boosted_trees", gate.beats_boosted_trees),
-            )
+            for name, verdict in gate.verdicts.items()
         ],
     )

@@ -1,8 +1,9 @@
-"""`make demo`: the whole chain on the embedded default, from landing files to a champion.
+"""`make demo`: the whole chain on the embedded default, from landing files to a champion (or a refusal).
 
 Replays 2013, ingests and builds features for every day in one range run, snapshots the
 publishes the online snapshot the model server reads, snapshots the training set, trains,
-evaluates and promotes, then prints per-month table sizes and the leaderboard.
+evaluates and promotes, then prints per-month table sizes and the leaderboard. A candidate
+the gate refuses is a correct outcome: the demo says so and exits 0; any other failure exits 1.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from assets.partitions import range_tags
 from ml.evaluation.leaderboard import leaderboard, leaderboard_text
 from ml.ingest.replay import replay
 from ml.lake.delta import DeltaStore
-from ml.registry.model_registry import ModelRegistry
+from ml.registry.model_registry import ModelRegistry, ModelVersion
 from ml.text_tables import text_table
 from orchestration.definitions import build_definitions
 from orchestration.profiles import build_resources
@@ -64,20 +65,41 @@ def table_sizes(store: DeltaStore) -> str:
     return text_table(rows) + "\n\n" + text_table(versions)
 
 
-def model_board(registry: ModelRegistry) -> str:
+GATE_VERDICTS = ("beats_champion", "beats_boosted_trees", "calibrated")
+
+
+def _numbers(metrics: dict[str, object]) -> dict[str, float]:
+    """The plain figures of a registry metrics entry (tuned settings and other nested facts left out)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def newest_evaluated(registry: ModelRegistry) -> ModelVersion | None:
     evaluated = [m for m in registry.versions() if "test" in m.metrics]
-    if not evaluated:
+    return evaluated[-1] if evaluated else None
+
+
+def model_board(registry: ModelRegistry) -> str:
+    latest = newest_evaluated(registry)
+    if latest is None:
         return "(no evaluated model)"
-    latest = evaluated[-1]
-    rows = [(f"v{latest.version} ({latest.status})", "candidate", latest.metrics["test"])]
+    rows = [(f"v{latest.version} ({latest.status})", "candidate", _numbers(latest.metrics["test"]))]
     if latest.metrics.get("champion"):
-        rows.append(("previous champion", "champion", latest.metrics["champion"]))
-    rows += [(name, "baseline", m) for name, m in latest.metrics["baselines"].items()]
+        rows.append(("previous champion", "champion", _numbers(latest.metrics["champion"])))
+    rows += [(name, "baseline", _numbers(m)) for name, m in latest.metrics["baselines"].items()]
     gate = latest.metrics["gate"]
+    verdicts = "".join(f"\n- {gate[name]}" for name in GATE_VERDICTS if name in gate)
     return (
         leaderboard_text(leaderboard(rows))
-        + f"\n\ngate: {'passed' if gate['passed'] else 'FAILED'}\n- {gate['beats_champion']}\n- {gate['beats_boosted_trees']}"
+        + f"\n\ngate: {'passed' if gate['passed'] else 'FAILED'}{verdicts}"
     )
+
+
+def refused_by_the_gate(registry: ModelRegistry) -> ModelVersion | None:
+    """The newest candidate when the gate rejected it: a correct outcome of the run, not a failure."""
+    latest = newest_evaluated(registry)
+    if latest is None or latest.status != "rejected" or latest.metrics["gate"]["passed"]:
+        return None
+    return latest
 
 
 def main() -> int:
@@ -110,7 +132,16 @@ def main() -> int:
         "Model server: set PLATFORM_SERVING_TOKEN and PLATFORM_SERVING_ADMIN_TOKEN, then `make serve` "
         "(http://127.0.0.1:8080, README: Serving)"
     )
-    return 0 if promoted else 1
+    if promoted:
+        return 0
+    refused = refused_by_the_gate(ModelRegistry(store))
+    if refused is None:
+        return 1
+    print(
+        f"\nThe gate refused v{refused.version} (verdicts above), so there is no champion to serve "
+        "(README: Quality). The run that refused it failed its blocking checks, as it should.",
+    )
+    return 0
 
 
 if __name__ == "__main__":

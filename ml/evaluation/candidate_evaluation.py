@@ -9,10 +9,13 @@ registry, so it can never be promoted or rolled back to.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any
 
 from ml.evaluation.evaluate import EvaluationReport, evaluate
+from ml.evaluation.leaderboard import GateSettings
 from ml.lake.storage import join_uri
 from ml.registry.artifacts import ArtifactStore
 from ml.registry.candidates import candidate_of_run
@@ -45,10 +48,10 @@ def evaluate_candidate(
     registry: ModelRegistry,
     repo: DvcRepo,
     artifacts: ArtifactStore,
-    champion_margin: float,
-    boosted_trees_tolerance: float,
+    settings: GateSettings,
     now: dt.datetime,
     version: int | None,
+    baseline: Mapping[str, Any] | None = None,
 ) -> CandidateEvaluation:
     """Score the run's candidate against the champion and baselines, record it, reject it if it fails."""
     candidate = checked_candidate(registry, repo, version)
@@ -60,14 +63,7 @@ def evaluate_candidate(
         champion_dir = stack.enter_context(artifacts.checkout(champion.artifact_uri)) if champion else None
         out = candidate_dir / "evaluation"
         out.mkdir(parents=True, exist_ok=True)
-        report = evaluate(
-            repo.root / TRAINING_SET_PATH,
-            candidate_dir,
-            champion_dir,
-            out,
-            champion_margin,
-            boosted_trees_tolerance,
-        )
+        report = evaluate(repo.root / TRAINING_SET_PATH, candidate_dir, champion_dir, out, settings, baseline)
         artifacts.publish(out, join_uri(candidate.artifact_uri, "evaluation"))
         plots = {name: path.read_bytes() for name, path in report.plots.items()}
     registry.update_metrics(candidate.version, {**candidate.metrics, **report.summary()})

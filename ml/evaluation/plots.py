@@ -1,4 +1,4 @@
-"""ROC, precision-recall and reliability plots of several models on one test split, as PNG bytes.
+"""ROC, precision-recall, reliability and gate-interval plots of models on one test split, as PNG bytes.
 
 Figures are drawn on matplotlib's Agg canvas directly, not through pyplot: no
 global figure state, no display needed, safe in a worker thread. The PNGs carry no
@@ -9,19 +9,27 @@ version that draws the same pixels.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from ml.evaluation.bootstrap import Interval
+from ml.evaluation.leaderboard import GateResult
 from ml.evaluation.metrics import binary_metrics, calibration_table
 
 Predictions = Mapping[str, np.ndarray]
-PLOT_FILES = {"roc": "roc.png", "precision_recall": "precision_recall.png", "calibration": "calibration.png"}
+PLOT_FILES = {
+    "roc": "roc.png",
+    "precision_recall": "precision_recall.png",
+    "calibration": "calibration.png",
+    "auc_intervals": "auc_intervals.png",
+}
 
 
 def png(draw: Callable[[Figure], None]) -> bytes:
@@ -98,12 +106,57 @@ def calibration_plot(y: np.ndarray, predictions: Predictions, bins: int = 10) ->
     return png(draw)
 
 
-def write_plots(y: np.ndarray, predictions: Predictions, folder: Path) -> dict[str, Path]:
-    """All three plots into `folder` under fixed names (`PLOT_FILES`), so a rerun replaces them."""
+def _interval_bars(ax: Axes, intervals: Sequence[Interval], colours: Sequence[str]) -> None:
+    """One point with its interval per row; a percentile interval can miss its point, so bars are clipped."""
+    for row, (interval, colour) in enumerate(zip(intervals, colours, strict=True)):
+        below, above = max(interval.estimate - interval.low, 0.0), max(interval.high - interval.estimate, 0.0)
+        ax.errorbar(interval.estimate, row, xerr=[[below], [above]], fmt="o", capsize=4, color=colour)
+    ax.set_ylim(len(intervals) - 0.5, -0.5)
+
+
+def interval_plot(result: GateResult) -> bytes:
+    """Each model's test ROC AUC with its interval, and the candidate's leads against -margin.
+
+    The upper panel says how precisely the test split measures any one model; the lower
+    one is the gate itself: a lead passes when its whole bar lies right of its margin mark.
+    """
+    aucs = result.aucs()
+    comparisons = list(result.versus.values())
+
+    def draw(figure: Figure) -> None:
+        top, bottom = figure.subplots(2, 1, height_ratios=[len(aucs), len(comparisons)])
+        _interval_bars(top, list(aucs.values()), ["tab:blue"] * len(aucs))
+        top.set(
+            yticks=range(len(aucs)),
+            yticklabels=list(aucs),
+            xlabel="test ROC AUC",
+            title=f"ROC AUC, {result.bootstrap.confidence:.0%} day-bootstrap intervals",
+        )
+        _interval_bars(
+            bottom,
+            [c.difference for c in comparisons],
+            ["tab:green" if c.passed else "tab:red" for c in comparisons],
+        )
+        for row, c in enumerate(comparisons):
+            bottom.plot([-c.margin] * 2, [row - 0.35, row + 0.35], color="black", linestyle="--")
+        bottom.axvline(0.0, color="grey", linestyle=":")
+        bottom.set(
+            yticks=range(len(comparisons)),
+            yticklabels=[f"vs {c.other}" for c in comparisons],
+            xlabel="candidate - other ROC AUC (dashed: -margin)",
+            title="Gate: the lower bound must clear -margin",
+        )
+
+    return png(draw)
+
+
+def write_plots(y: np.ndarray, predictions: Predictions, gate: GateResult, folder: Path) -> dict[str, Path]:
+    """All plots into `folder` under fixed names (`PLOT_FILES`), so a rerun replaces them."""
     images = {
         "roc": roc_plot(y, predictions),
         "precision_recall": precision_recall_plot(y, predictions),
         "calibration": calibration_plot(y, predictions),
+        "auc_intervals": interval_plot(gate),
     }
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}

@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ml.evaluation.bootstrap import paired_bootstrap
+from ml.evaluation.leaderboard import GateResult, GateSettings, gate
 from ml.evaluation.plots import (
     PLOT_FILES,
     calibration_plot,
+    interval_plot,
     png_markdown,
     precision_recall_plot,
     roc_plot,
@@ -28,22 +31,34 @@ def test_split() -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return y, {"candidate": truth, "boosted_trees": np.sqrt(truth), "prior": np.full(truth.size, y.mean())}
 
 
-def test_each_plot_is_a_png(test_split: tuple[np.ndarray, dict[str, np.ndarray]]) -> None:
+@pytest.fixture(scope="module")
+def gate_result(test_split: tuple[np.ndarray, dict[str, np.ndarray]]) -> GateResult:
+    """The gate on the same predictions and a champion, the 1000 rows spread over 20 days."""
     y, predictions = test_split
-    for plot in (roc_plot, precision_recall_plot, calibration_plot):
-        image = plot(y, predictions)
+    days = np.arange(y.size) % 20
+    scored = {**predictions, "champion": predictions["boosted_trees"] ** 2}
+    settings = GateSettings(0.005, 0.0, 0.03, 1000, 0.95, 0)
+    return gate(paired_bootstrap(y, days, scored), 0.02, settings)
+
+
+def test_each_plot_is_a_png(
+    test_split: tuple[np.ndarray, dict[str, np.ndarray]], gate_result: GateResult
+) -> None:
+    y, predictions = test_split
+    images = [plot(y, predictions) for plot in (roc_plot, precision_recall_plot, calibration_plot)]
+    for image in [*images, interval_plot(gate_result)]:
         assert image.startswith(PNG_MAGIC) and len(image) > 5000
 
 
 def test_plots_are_written_under_fixed_names_and_are_deterministic(
-    test_split: tuple[np.ndarray, dict[str, np.ndarray]], tmp_path: Path
+    test_split: tuple[np.ndarray, dict[str, np.ndarray]], gate_result: GateResult, tmp_path: Path
 ) -> None:
     y, predictions = test_split
-    paths = write_plots(y, predictions, tmp_path / "plots")
+    paths = write_plots(y, predictions, gate_result, tmp_path / "plots")
     assert {kind: p.name for kind, p in paths.items()} == PLOT_FILES
     first = {kind: p.read_bytes() for kind, p in paths.items()}
     assert all(data.startswith(PNG_MAGIC) for data in first.values())
-    again = write_plots(y, predictions, tmp_path / "plots")
+    again = write_plots(y, predictions, gate_result, tmp_path / "plots")
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(PLOT_FILES.values())
     assert {kind: p.read_bytes() for kind, p in again.items()} == first
 

@@ -22,7 +22,7 @@ CHAIN = [
     "deployment/champion_model",
 ]
 DAYS = (day(1), day(10))
-GATE = {"ops": {"training__evaluation": {"config": {"boosted_trees_tolerance": 1.0}}}}
+GATE = {"ops": {"training__evaluation": {"config": {"baseline_margin": 1.0, "max_calibration_error": 1.0}}}}
 
 
 def _landing_rows(p: S3Platform, dataset: str) -> int:
