@@ -165,7 +165,17 @@ def make_dvc_repo(root: Path, params_override: dict | None = None) -> Path:
     return init_pipeline_repo(root / "repo", PROJECT, root / "dvc-remote", params_override).root
 
 
-SMALL_SPLITS = {"training_set": {"validation_days": 3, "test_days": 3, "cutoff": ""}}
+PLUMBING_GATE = {"baseline_margin": 1.0, "max_calibration_error": 1.0}
+"""Three epochs judged on three test days make a network that trees may beat and that may be
+ill-calibrated: tests of the chain let it through on both counts, so their outcome never hangs
+on model quality. A test of a verdict sets that verdict's bound in the run config."""
+SMALL_PLATFORM = {
+    "training_set": {"validation_days": 3, "test_days": 3, "cutoff": ""},
+    "gate": PLUMBING_GATE,
+    # Two points still make the trees' tuning a choice; the full grid is sized for a year.
+    "baseline": {"learning_rate": [0.1], "max_leaf_nodes": [31], "min_samples_leaf": [20, 100]},
+}
+"""params.yaml overrides of a test platform: three-day splits, the plumbing gate, a small grid."""
 
 
 class TrainingPlatform(Platform):
@@ -179,7 +189,7 @@ class TrainingPlatform(Platform):
 @pytest.fixture
 def training_platform(tmp_path: Path, replayed_landing: Path) -> TrainingPlatform:
     shutil.copytree(replayed_landing, tmp_path / "landing")
-    make_dvc_repo(tmp_path, SMALL_SPLITS)
+    make_dvc_repo(tmp_path, SMALL_PLATFORM)
     p = TrainingPlatform(tmp_path)
     p.reference()
     return p
@@ -237,7 +247,7 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory, replayed_landing: Path) -> Served:
     root = tmp_path_factory.mktemp("served")
     shutil.copytree(replayed_landing, root / "landing")
-    make_dvc_repo(root, SMALL_SPLITS)
+    make_dvc_repo(root, SMALL_PLATFORM)
     platform = TrainingPlatform(root)
     platform.reference()
     set_training(platform, FAST_TRAINING)

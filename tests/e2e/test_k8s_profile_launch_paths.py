@@ -21,7 +21,7 @@ import pytest
 from devtools.graphql_queries import LAUNCH_BACKFILL, LAUNCH_RUN
 from devtools.processes import START_TIMEOUT
 from devtools.services import DagsterServices, dagster_services, selector
-from tests.conftest import PROJECT, SMALL_SPLITS, TrainingPlatform, day, make_dvc_repo, set_training
+from tests.conftest import PROJECT, SMALL_PLATFORM, TrainingPlatform, day, make_dvc_repo, set_training
 from tests.fakes.fake_kube_api import FakeKubeApi
 
 pytestmark = pytest.mark.slow
@@ -128,7 +128,7 @@ def test_the_gpu_settings_reach_the_pod_from_the_sensor_the_ui_a_backfill_and_a_
 ) -> None:
     data = TrainingPlatform(tmp_path / "data")
     shutil.copytree(replayed_landing, data.landing_dir)
-    make_dvc_repo(data.root, SMALL_SPLITS)
+    make_dvc_repo(data.root, SMALL_PLATFORM)
     set_training(data, {"max_epochs": 2, "patience": 1})
     data.reference()
     data.bronze(day(1), day(14))

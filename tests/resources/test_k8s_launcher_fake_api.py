@@ -20,7 +20,7 @@ from resources.k8s_pod import CONTAINER
 from tests.conftest import (
     ASSETS,
     PROJECT,
-    SMALL_SPLITS,
+    SMALL_PLATFORM,
     TrainingPlatform,
     day,
     error_text,
@@ -47,7 +47,7 @@ def trained_inputs(tmp_path_factory: pytest.TempPathFactory, replayed_landing: P
     """
     root = tmp_path_factory.mktemp("k8s-platform")
     shutil.copytree(replayed_landing, root / "landing")
-    make_dvc_repo(root, SMALL_SPLITS)
+    make_dvc_repo(root, SMALL_PLATFORM)
     p = TrainingPlatform(root)
     set_training(p, {"max_epochs": 2, "patience": 1})
     p.reference()

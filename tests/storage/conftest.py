@@ -22,7 +22,7 @@ from devtools.s3_server import LocalS3, local_s3
 from ml.lake.delta import DeltaStore
 from ml.lake.storage import copy_tree
 from orchestration.profiles import build_resources
-from tests.conftest import ASSETS, REFERENCE_KEYS, SMALL_SPLITS, make_dvc_repo
+from tests.conftest import ASSETS, REFERENCE_KEYS, SMALL_PLATFORM, make_dvc_repo
 
 LOCATIONS = ("landing", "quarantine", "lake", "models", "dvc")
 
@@ -117,6 +117,6 @@ def s3_platform(s3_buckets: S3Platform, replayed_landing: Path) -> S3Platform:
     """The replayed landing files in the landing bucket, a DVC repository, reference tables on S3."""
     platform = s3_buckets
     copy_tree(str(replayed_landing), platform.env["PLATFORM_LANDING_URI"], platform.server.storage_options())
-    make_dvc_repo(platform.root, SMALL_SPLITS)
+    make_dvc_repo(platform.root, SMALL_PLATFORM)
     platform.materialize(REFERENCE_KEYS)
     return platform
