@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             "candidate minus": other,
             "difference": f"{c['diff']:+.4f}",
             "95% interval": f"[{c['low']:+.4f}, {c['high']:+.4f}]",
-            "must be above": f"{-c['margin']:+.4f}",
+            "must be above": f"{0.0 - c['margin']:+.4f}",
             "passed": str(c["passed"]),
         }
         for other, c in gate["comparisons"].items()

@@ -155,7 +155,7 @@ class Comparison:
             self.passed,
             f"candidate - {self.other.replace('_', ' ')} ROC AUC {d.estimate:+.4f}, {self.confidence:.0%} "
             f"interval [{d.low:+.4f}, {d.high:+.4f}] over {self.resamples} day resamples; "
-            f"lower bound {relation} -margin = -{self.margin:.4f}: {outcome}",
+            f"lower bound {relation} -margin = {0.0 - self.margin:+.4f}: {outcome}",
             self.summary(),
         )
 

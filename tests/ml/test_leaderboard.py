@@ -95,7 +95,7 @@ def test_the_gate_refuses_a_candidate_whose_lead_is_inside_the_bootstrap_interva
     assert result.beats_champion.passed and result.calibrated.passed
     explanation = result.beats_boosted_trees.explanation
     assert f"{lead:+.4f}" in explanation and f"[{versus.low:+.4f}, {versus.high:+.4f}]" in explanation
-    assert "-margin = -0.0000: fails" in explanation and "1000 day resamples" in explanation
+    assert "-margin = +0.0000: fails" in explanation and "1000 day resamples" in explanation
 
 
 def test_a_candidate_whose_whole_interval_clears_the_margins_passes() -> None:
