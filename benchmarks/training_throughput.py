@@ -6,7 +6,7 @@ Both loops train the same network (architecture, batch size and optimizer from
 params.yaml) on the same train split, in one process, one after the other:
 
 - entrypoint: `python -m ml.training.train` run in-process (`ml.training.train.main`); samples/s of each
-  epoch's training loop as its history.json records them (validation and checkpoint
+  epoch's training loop as its timings.json records them (validation and checkpoint
   excluded), so the ratio shows what the loop's own machinery costs: per-epoch
   permutation from a seeded generator, one-cycle schedule, loss scaler, on-device loss sum;
 - bare: the tensors already in memory and the plainest loop over them (random
@@ -85,7 +85,7 @@ def run_entrypoint(snapshot: Path, work: Path, section: dict[str, Any], device: 
     wall = time.perf_counter() - start
     if code != 0:
         raise RuntimeError(f"ml.training.train exited with {code}")
-    history = json.loads((out / "history.json").read_text())
+    history = json.loads((out / "timings.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     return {"history": history, "wall": wall, "validation_auc": metrics["validation"]["roc_auc"]}
 

@@ -17,6 +17,12 @@ from pathlib import Path
 from ml.lake.storage import copy_tree, exists, has_scheme, join_uri
 
 CHECKPOINTS = "checkpoints"
+TIMINGS = "timings.json"
+"""Wall-clock facts of a training run (seconds and samples/s per epoch), written beside the model
+files but not pinned with them: the model md5 is of content alone, so a retraining can give it
+again. The registry keeps the timings beside the metrics."""
+UNPINNED = (CHECKPOINTS, TIMINGS)
+"""What a model folder holds that is no part of the model DVC pins."""
 
 
 class ArtifactsMissingError(FileNotFoundError):

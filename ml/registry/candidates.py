@@ -15,7 +15,7 @@ from typing import Any
 
 from ml.lake.storage import join_uri
 from ml.lake.tables import FEATURES_TABLE
-from ml.registry.artifacts import CHECKPOINTS, ArtifactStore
+from ml.registry.artifacts import TIMINGS, UNPINNED, ArtifactStore
 from ml.registry.dvc_repo import MODEL_PATH, TRAINING_SET_PATH, DvcRepo
 from ml.registry.model_registry import ModelRegistry, ModelVersion, RegistryError
 from ml.registry.provenance import git_commit, model_key
@@ -48,11 +48,11 @@ def plan_training(repo: DvcRepo, artifacts: ArtifactStore, params: dict[str, Any
 
 
 def pin_model(repo: DvcRepo, out: Path) -> str:
-    """Copy the trained files (checkpoints excluded) to the `train` stage's output, commit and push it."""
+    """Copy the trained files (checkpoints and timings excluded) to the `train` stage's output, commit and push it."""
     pinned = repo.root / MODEL_PATH
     if pinned.exists():
         shutil.rmtree(pinned)
-    shutil.copytree(out, pinned, ignore=shutil.ignore_patterns(CHECKPOINTS))
+    shutil.copytree(out, pinned, ignore=shutil.ignore_patterns(*UNPINNED))
     repo.commit("train")
     repo.push("train")
     return repo.locked_output("train", MODEL_PATH).md5
@@ -65,6 +65,7 @@ def register_candidate(
     manifest = read_manifest(run.training_set)
     model_md5 = pin_model(repo, run.out)
     metrics = json.loads((run.out / "metrics.json").read_text())
+    timings = json.loads((run.out / TIMINGS).read_text()) if (run.out / TIMINGS).exists() else []
     artifact_uri = artifacts.publish(run.out, artifacts.uri(run.key))
     feature_version = int(manifest["source"]["feature_table_version"])
     version = registry.register(
@@ -77,7 +78,7 @@ def register_candidate(
         lake_versions={FEATURES_TABLE: feature_version},
         git_commit=git_commit(repo.root),
         params=run.params.get("train", {}),
-        metrics={"training": metrics},
+        metrics={"training": metrics, "run": {"epochs": timings}},
         now=now,
     )
     return Candidate(version=version, artifact_uri=artifact_uri, model_md5=model_md5)

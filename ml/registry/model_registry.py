@@ -86,6 +86,7 @@ class ModelVersion:
     model_md5: str
     training_set_md5: str
     feature_table_uri: str
+    """The feature table by its name under the lake root (rows written before held its absolute URI)."""
     feature_table_version: int
     lake_versions: dict[str, int]
     git_commit: str

@@ -5,7 +5,8 @@
 Checks, in order: the training set restored from the DVC remote (DVC verifies its
 md5); the feature table at the registered Delta version snapshots to the same bytes
 (the lineage survived maintenance); retraining with the registered parameters gives
-the registered metrics (exactly, on the CPU).
+the registered metrics (exactly, on the CPU); and every file of the registered model,
+restored from DVC by its md5, is byte-identical to the retraining's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import yaml
 
 from ml.lake.delta import DeltaStore
 from ml.lake.tables import FEATURES_TABLE
+from ml.registry.artifacts import UNPINNED
 from ml.registry.dvc_repo import DvcError, DvcRepo
 from ml.registry.model_registry import ModelRegistry, RegistryError
 from ml.training.training_set import folder_md5, read_manifest, sizes_of, snapshot_from_lake
@@ -51,11 +53,34 @@ def compare(registered: dict, reproduced: dict, path: str = "") -> list[str]:
     return differences
 
 
+def model_differences(registered: Path, reproduced: Path) -> list[str]:
+    """Files of the registered model (restored by its md5) whose bytes the retraining did not give again.
+
+    The pinned files are content only (the clock's record, `TIMINGS`, and checkpoints are not
+    pinned), so on the CPU a faithful retraining gives every one of them byte for byte.
+    """
+    names = sorted(p.name for p in registered.iterdir() if p.is_file())
+    differences = [
+        f"model file {name}: {'missing from' if not (reproduced / name).is_file() else 'differs in'} the retraining"
+        for name in names
+        if not (reproduced / name).is_file()
+        or (reproduced / name).read_bytes() != (registered / name).read_bytes()
+    ]
+    extra = sorted(p.name for p in reproduced.iterdir() if p.is_file() and p.name not in (*names, *UNPINNED))
+    differences += [
+        f"model file {name}: written by the retraining, not in the registered model" for name in extra
+    ]
+    if not differences:
+        print(f"model files {', '.join(names)}: byte-identical to the registered model md5")
+    return differences
+
+
 def reproduce(version: int, lake: str, repo: Path, out: Path, dvc_remote: str = "") -> list[str]:
     """Restore, re-snapshot, retrain and compare; an s3:// lake or remote takes AWS_* from the environment."""
     store = DeltaStore(lake)
     model = ModelRegistry(store).get(version)
-    training_set = DvcRepo(repo, remote=dvc_remote).restore(model.training_set_md5, out / "training_set")
+    dvc = DvcRepo(repo, remote=dvc_remote)
+    training_set = dvc.restore(model.training_set_md5, out / "training_set")
     manifest = read_manifest(training_set)
     print(f"restored training set {model.training_set_md5} into {training_set}")
 
@@ -95,6 +120,9 @@ def reproduce(version: int, lake: str, repo: Path, out: Path, dvc_remote: str = 
         )
     reproduced = json.loads((out / "model" / "metrics.json").read_text())
     differences = compare(model.metrics.get("training", {}), reproduced)
+    registered_model = dvc.restore(model.model_md5, out / "registered_model")
+    print(f"restored the registered model {model.model_md5} into {registered_model}")
+    differences += model_differences(registered_model, out / "model")
     if not same:
         differences.append(
             f"the feature table at version {version_read} no longer snapshots to the same bytes"
@@ -123,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if differences:
         print("reproduction differs:\n" + "\n".join(f"- {d}" for d in differences), file=sys.stderr)
         return 1
-    print(f"v{args.version} reproduced: same training bytes, same metrics")
+    print(f"v{args.version} reproduced: same training bytes, same metrics, same model files")
     return 0
 
 

@@ -33,6 +33,7 @@ from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 from torch.nn import functional
 
 from ml.evaluation.metrics import binary_metrics, label_values
+from ml.registry.artifacts import TIMINGS
 from ml.registry.provenance import params_hash
 from ml.training.calibration import fit_temperature
 from ml.training.model import ModelConfig, ProbabilityModel, TabularNet
@@ -65,6 +66,8 @@ SELECTION = {
 }
 """What each choice of a training run was made on: the test split is never read here, only by the gate."""
 TRAINING_SPLITS = ("train", "validation")
+RUN_FACTS = ("seconds", "samples_per_second")
+"""Per-epoch facts of the clock, not of the data: they go to `TIMINGS`, outside the pinned model."""
 EVAL_BATCH = 65536
 ONNX_OPSET = 17
 
@@ -280,7 +283,10 @@ def write_outputs(
     _replace(
         out / "metrics.json", lambda p: p.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     )
-    _replace(out / "history.json", lambda p: p.write_text(json.dumps(history, indent=2) + "\n"))
+    learned = [{k: v for k, v in row.items() if k not in RUN_FACTS} for row in history]
+    timings = [{k: row[k] for k in ("epoch", *RUN_FACTS) if k in row} for row in history]
+    _replace(out / "history.json", lambda p: p.write_text(json.dumps(learned, indent=2) + "\n"))
+    _replace(out / TIMINGS, lambda p: p.write_text(json.dumps(timings, indent=2) + "\n"))
 
 
 def export_onnx(model: TabularNet, path: Path) -> None:
@@ -372,7 +378,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m ml.training.train",
         description=(
             "Train the flight-delay network on a training-set snapshot. Writes model.pt (state dict), "
-            "model.json (architecture), preprocess.json, model.onnx, metrics.json and history.json to OUT, "
+            "model.json (architecture), preprocess.json, model.onnx, metrics.json, history.json (per-epoch losses) "
+            "and timings.json (per-epoch seconds, not part of the pinned model) to OUT, "
             "and checkpoints every epoch to OUT/checkpoints/last.pt; rerunning with the same training set "
             "and train params resumes from that checkpoint. Under Dagster Pipes it logs and reports "
             "through Pipes; otherwise it prints progress."

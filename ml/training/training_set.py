@@ -127,7 +127,9 @@ def snapshot_from_lake(
         raise TrainingSetError(f"feature table {store.uri(FEATURES_TABLE)} version {version} has no rows")
     chosen = cutoff or features["flight_date"].max()
     parts = split_by_time(features, chosen, sizes)
-    source = {"feature_table": store.uri(FEATURES_TABLE), "feature_table_version": version}
+    # The table by its name under the lake root, not its URI: the snapshot's bytes (hence its md5)
+    # must not depend on the folder or bucket the lake happens to live in.
+    source = {"feature_table": FEATURES_TABLE, "feature_table_version": version}
     return write_snapshot(parts, folder, source, chosen)
 
 

@@ -158,11 +158,56 @@ def test_reproduce_restores_the_exact_training_set_and_metrics(trained: Training
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "reproduces the snapshot" in done.stdout
-    assert "v1 reproduced: same training bytes, same metrics" in done.stdout
+    assert "v1 reproduced: same training bytes, same metrics, same model files" in done.stdout
+    assert "byte-identical to the registered model md5" in done.stdout
     registered = ModelRegistry(trained.store).get(1).metrics["training"]
     again = json.loads((out / "model" / "metrics.json").read_text())
     assert again["validation"] == registered["validation"]
     assert again["calibration"] == registered["calibration"]
+
+
+def test_a_platform_moved_to_another_folder_reproduces_its_model_there(
+    trained: TrainingPlatform, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Neither the snapshot nor the model files name where they live: moved, v1 rebuilds byte for byte.
+
+    Everything (repository, lake, DVC remote) is moved, not copied, so nothing can still
+    read the original folder; the manifest used to hold the lake's absolute path, which made
+    the re-snapshot's md5 depend on the folder.
+    """
+    assert _chain(trained).success
+    moved = tmp_path_factory.mktemp("elsewhere") / "platform"
+    moved.mkdir()
+    for child in list(trained.root.iterdir()):
+        shutil.move(str(child), str(moved / child.name))
+    shutil.rmtree(moved / "repo" / ".dvc" / "cache")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ml.registry.reproduce",
+            "--version",
+            "1",
+            "--lake",
+            str(moved / "lake"),
+            "--repo",
+            str(moved / "repo"),
+            "--dvc-remote",
+            str(moved / "dvc-remote"),
+            "--out",
+            str(moved / "reproduced"),
+        ],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "reproduces the snapshot" in done.stdout
+    assert "byte-identical to the registered model md5" in done.stdout
+    manifest = json.loads((moved / "reproduced" / "training_set" / "manifest.json").read_text())
+    assert manifest["source"]["feature_table"] == "features/flight_features"
+    assert str(trained.root) not in (moved / "reproduced" / "training_set" / "manifest.json").read_text()
 
 
 # --- a lost training node: Dagster's retry resumes from the last checkpoint -----------------------

@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from ml.lake.tables import FEATURES_TABLE
+from ml.registry.artifacts import TIMINGS, UNPINNED
 from ml.training import train
 from ml.training.model import ModelConfig, TabularNet
 from ml.training.training_set import SplitSizes, split_by_time, write_snapshot
@@ -34,7 +35,15 @@ SMALL = {
     "hidden_sizes": [32, 16],
     "dropout": 0.1,
 }
-OUTPUTS = {"model.pt", "model.json", "preprocess.json", "model.onnx", "metrics.json", "history.json"}
+OUTPUTS = {
+    "model.pt",
+    "model.json",
+    "preprocess.json",
+    "model.onnx",
+    "metrics.json",
+    "history.json",
+    "timings.json",
+}
 
 
 def build_snapshot(root: Path, landing: Path, first: dt.date = FIRST, last: dt.date = LAST) -> Path:
@@ -121,8 +130,10 @@ def test_standalone_training_writes_every_output(
     history = json.loads((out / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2, 3]
     for row in history:
-        assert row["samples_per_second"] > 0 and row["seconds"] > 0
-        assert {"train_loss", "validation_loss", "validation_auc"} <= row.keys()
+        assert set(row) == {"epoch", "train_loss", "validation_loss", "validation_auc"}  # no clock in it
+    timings = json.loads((out / "timings.json").read_text())
+    assert [row["epoch"] for row in timings] == [1, 2, 3]
+    assert all(row["samples_per_second"] > 0 and row["seconds"] > 0 for row in timings)
     net = TabularNet(ModelConfig.from_dict(json.loads((out / "model.json").read_text())))
     net.load_state_dict(weights(out))  # strict: model.json rebuilds exactly the saved architecture
 
@@ -148,7 +159,12 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not(snapshot: P
         )
         runs[name] = out
     assert_same_weights(runs["a"], runs["b"])
-    assert (runs["a"] / "metrics.json").read_text() == (runs["b"] / "metrics.json").read_text()
+    # Every file DVC pins is the same bytes, so a retraining gives the registered model md5 again;
+    # only the clock's record differs.
+    pinned = sorted(p.name for p in runs["a"].iterdir() if p.is_file() and p.name not in UNPINNED)
+    assert set(pinned) == OUTPUTS - {TIMINGS}
+    for name in pinned:
+        assert (runs["a"] / name).read_bytes() == (runs["b"] / name).read_bytes(), name
     assert not all(torch.equal(weights(runs["a"])[k], weights(runs["c"])[k]) for k in weights(runs["a"]))
 
 
