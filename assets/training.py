@@ -5,6 +5,7 @@ baselines; its blocking checks are the promotion gate that `deployment/champion_
 """
 
 import datetime as dt
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -59,11 +60,9 @@ class GateConfig(dg.Config):
     seed: int | None = Field(default=None, description="Seed of the resampling.")
 
 
-def gate_settings(config: GateConfig, dvc: DvcResource) -> GateSettings:
-    """params.yaml's gate, as training_set reads its section, with the run's overrides on top."""
-    return GateSettings.from_section(
-        {**load_params(dvc.path(PARAMS_FILE)).get("gate", {}), **config.model_dump(exclude_none=True)}
-    )
+def gate_settings(config: GateConfig, params: dict[str, Any]) -> GateSettings:
+    """params.yaml's gate section with the run's overrides on top."""
+    return GateSettings.from_section({**params.get("gate", {}), **config.model_dump(exclude_none=True)})
 
 
 @dg.asset(
@@ -159,14 +158,15 @@ def evaluation(
     """Scores the run's candidate on its test split; a candidate that fails the gate is rejected."""
     registry = ModelRegistry(lake.store())
     version = run_candidate_version(context)
+    params = load_params(dvc.path(PARAMS_FILE))
     result = evaluate_candidate(
         registry,
         dvc.repo(),
         artifacts.store(),
-        gate_settings(config, dvc),
+        gate_settings(config, params),
         dt.datetime.now(dt.UTC),
         version,
-        load_params(dvc.path(PARAMS_FILE)).get("baseline", {}),
+        params.get("baseline", {}),
     )
     if version is None:
         context.log.warning(

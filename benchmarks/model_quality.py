@@ -24,17 +24,10 @@ import os  # noqa: E402
 from typing import Any  # noqa: E402
 
 from ml.lake.delta import DeltaStore  # noqa: E402
-from ml.registry.model_registry import ModelRegistry, ModelVersion  # noqa: E402
+from ml.registry.model_registry import ModelRegistry  # noqa: E402
 from ml.text_tables import text_table  # noqa: E402
 
 COLUMNS = ("roc_auc", "pr_auc", "log_loss", "brier", "expected_calibration_error", "mean_prediction")
-
-
-def newest_evaluated(registry: ModelRegistry) -> ModelVersion:
-    evaluated = [m for m in registry.versions() if "gate" in m.metrics]
-    if not evaluated:
-        raise SystemExit("model_quality: no evaluated model in the registry (run `make demo` first)")
-    return evaluated[-1]
 
 
 def model_row(name: str, metrics: dict[str, Any]) -> dict[str, str]:
@@ -58,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the platform's data folder (default: PLATFORM_DATA_DIR, else .data of this repository)",
     )
     args = parser.parse_args(argv)
-    model = newest_evaluated(ModelRegistry(DeltaStore(str(args.data_dir / "lake"))))
+    model = ModelRegistry(DeltaStore(str(args.data_dir / "lake"))).latest_evaluated()
+    if model is None:
+        raise SystemExit("model_quality: no evaluated model in the registry (run `make demo` first)")
     m = model.metrics
     rows = [model_row(f"v{model.version} ({model.status})", m["test"])]
     if m.get("champion"):

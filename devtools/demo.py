@@ -20,7 +20,7 @@ from assets.partitions import range_tags
 from ml.evaluation.leaderboard import leaderboard, leaderboard_text
 from ml.ingest.replay import replay
 from ml.lake.delta import DeltaStore
-from ml.registry.model_registry import ModelRegistry, ModelVersion
+from ml.registry.model_registry import ModelRegistry, ModelVersion, gate_passed
 from ml.text_tables import text_table
 from orchestration.definitions import build_definitions
 from orchestration.profiles import build_resources
@@ -68,24 +68,14 @@ def table_sizes(store: DeltaStore) -> str:
 GATE_VERDICTS = ("beats_champion", "beats_boosted_trees", "calibrated")
 
 
-def _numbers(metrics: dict[str, object]) -> dict[str, float]:
-    """The plain figures of a registry metrics entry (tuned settings and other nested facts left out)."""
-    return {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-
-
-def newest_evaluated(registry: ModelRegistry) -> ModelVersion | None:
-    evaluated = [m for m in registry.versions() if "test" in m.metrics]
-    return evaluated[-1] if evaluated else None
-
-
 def model_board(registry: ModelRegistry) -> str:
-    latest = newest_evaluated(registry)
+    latest = registry.latest_evaluated()
     if latest is None:
         return "(no evaluated model)"
-    rows = [(f"v{latest.version} ({latest.status})", "candidate", _numbers(latest.metrics["test"]))]
+    rows = [(f"v{latest.version} ({latest.status})", "candidate", latest.metrics["test"])]
     if latest.metrics.get("champion"):
-        rows.append(("previous champion", "champion", _numbers(latest.metrics["champion"])))
-    rows += [(name, "baseline", _numbers(m)) for name, m in latest.metrics["baselines"].items()]
+        rows.append(("previous champion", "champion", latest.metrics["champion"]))
+    rows += [(name, "baseline", m) for name, m in latest.metrics["baselines"].items()]
     gate = latest.metrics["gate"]
     verdicts = "".join(f"\n- {gate[name]}" for name in GATE_VERDICTS if name in gate)
     return (
@@ -96,8 +86,8 @@ def model_board(registry: ModelRegistry) -> str:
 
 def refused_by_the_gate(registry: ModelRegistry) -> ModelVersion | None:
     """The newest candidate when the gate rejected it: a correct outcome of the run, not a failure."""
-    latest = newest_evaluated(registry)
-    if latest is None or latest.status != "rejected" or latest.metrics["gate"]["passed"]:
+    latest = registry.latest_evaluated()
+    if latest is None or latest.status != "rejected" or gate_passed(latest):
         return None
     return latest
 

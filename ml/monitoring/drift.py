@@ -41,7 +41,7 @@ and its last release (0.13.1) predates the pandas 3 we run. Evidently 0.7 brings
 (a web server, nltk, statsmodels, plotly, Faker) and its drift presets judge fixed
 limits or p-values, which is the behaviour the audit rejected. What the platform needs is
 four statistics over numpy bin counts and a quantile of them, here on polars and numpy
-with scipy (installed with scikit-learn) for the chi-square tail, tested against
+with scipy for the chi-square tail, tested against
 hand-computed values and scipy's own implementations.
 """
 

@@ -154,6 +154,11 @@ class ModelRegistry:
         matching = [m for m in self.versions() if m.status == status]
         return matching[-1] if matching else None
 
+    def latest_evaluated(self) -> ModelVersion | None:
+        """The newest version the gate has judged (its row keeps a verdict), whatever its status."""
+        evaluated = [m for m in self.versions() if gate_of(m) is not None]
+        return evaluated[-1] if evaluated else None
+
     def register(
         self,
         *,

@@ -49,9 +49,10 @@ class Preprocessor:
     highs: dict[str, float]
     missing_indicators: tuple[str, ...]
     log_scaled: tuple[str, ...] = ()
-    """Non-negative, right-skewed columns (traffic volumes, distances) taken as log1p before the
-    statistics: on a raw scale a hub's 28-day volume sits tens of standard deviations out, and
-    the network would see every other row as the same value. Trees split on ranks and need none."""
+    """Non-negative columns with a long right tail in train (skewness over `SKEWNESS_LIMIT`; on
+    2013 only `precip`), taken as log1p before the statistics: on a raw scale a downpour sits
+    many standard deviations out and every dry or drizzling hour looks the same to the network.
+    Trees split on ranks and need none."""
 
     @classmethod
     def fit(cls, train: pl.DataFrame, categorical: Sequence[str], numeric: Sequence[str]) -> Preprocessor:
@@ -64,7 +65,7 @@ class Preprocessor:
         for column in numeric:
             values = _as_float(train, column)
             known = values[~np.isnan(values)]
-            if _is_skewed_count(known):
+            if _is_right_skewed(known):
                 logged.append(column)
                 known = np.log1p(known)
             if known.size == 0:
@@ -191,7 +192,7 @@ class Preprocessor:
 SKEWNESS_LIMIT = 2.0
 
 
-def _is_skewed_count(known: np.ndarray) -> bool:
+def _is_right_skewed(known: np.ndarray) -> bool:
     """Non-negative with a long right tail (sample skewness above `SKEWNESS_LIMIT`), judged on train."""
     if known.size < 3 or known.min() < 0:
         return False

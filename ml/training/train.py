@@ -176,21 +176,31 @@ def logits(model: TabularNet, split: Split, amp: bool) -> np.ndarray:
     return np.concatenate(parts).astype(np.float64)
 
 
+def probabilities(logit: np.ndarray, temperature: float) -> np.ndarray:
+    """sigmoid(logit / temperature): what the exported graph computes."""
+    return 1.0 / (1.0 + np.exp(-logit / temperature))
+
+
 def predict(model: TabularNet, split: Split, amp: bool) -> np.ndarray:
-    """Delay probabilities of a split as the exported graph computes them: sigmoid(logit / temperature)."""
-    return 1.0 / (1.0 + np.exp(-logits(model, split, amp) / model.config.temperature))
+    """Delay probabilities of a split as the exported graph computes them."""
+    return probabilities(logits(model, split, amp), model.config.temperature)
 
 
 def calibrate(model: TabularNet, validation: Split, amp: bool) -> dict[str, Any]:
-    """Fit the temperature on the validation split and set it on the model; metrics before and after."""
-    before = evaluate(model, validation, amp)
+    """Fit the temperature on the validation split and set it on the model; metrics before and after.
+
+    One forward pass: the temperature only rescales the logits it is fitted on.
+    """
+    z, y = logits(model, validation, amp), validation.label.cpu().numpy()
     try:
-        temperature = fit_temperature(logits(model, validation, amp), validation.label.cpu().numpy())
+        before = binary_metrics(y, probabilities(z, 1.0))
+        temperature = fit_temperature(z, y)
+        after = binary_metrics(y, probabilities(z, temperature))
     except ValueError as exc:
         raise TrainingError(f"cannot calibrate on the validation split: {exc}") from exc
     model.config = dataclasses.replace(model.config, temperature=temperature)
     return {
-        "validation": evaluate(model, validation, amp),
+        "validation": after,
         "calibration": {
             "method": "temperature",
             "temperature": temperature,

@@ -125,6 +125,12 @@ def test_a_candidate_that_fails_the_gate_is_rejected_and_the_champion_stays(
     assert promoted == []
 
 
+def reproduce_v1(*arguments: str | Path) -> subprocess.CompletedProcess[str]:
+    """`python -m ml.registry.reproduce --version 1 ARGUMENTS...` from the project root, as a user runs it."""
+    command = [sys.executable, "-m", "ml.registry.reproduce", "--version", "1", *map(str, arguments)]
+    return subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, check=False)
+
+
 def test_reproduce_restores_the_exact_training_set_and_metrics(trained: TrainingPlatform) -> None:
     assert _chain(trained).success
     # More days arrive, the lake is compacted and vacuumed, the local DVC cache is lost.
@@ -137,25 +143,7 @@ def test_reproduce_restores_the_exact_training_set_and_metrics(trained: Training
     shutil.rmtree(trained.repo / ".dvc" / "cache")
     shutil.rmtree(trained.repo / "data" / "training_set")
     out = trained.root / "reproduced"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ml.registry.reproduce",
-            "--version",
-            "1",
-            "--lake",
-            str(trained.root / "lake"),
-            "--repo",
-            str(trained.repo),
-            "--out",
-            str(out),
-        ],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = reproduce_v1("--lake", trained.root / "lake", "--repo", trained.repo, "--out", out)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "reproduces the snapshot" in done.stdout
     assert "v1 reproduced: same training bytes, same metrics, same model files" in done.stdout
@@ -181,26 +169,15 @@ def test_a_platform_moved_to_another_folder_reproduces_its_model_there(
     for child in list(trained.root.iterdir()):
         shutil.move(str(child), str(moved / child.name))
     shutil.rmtree(moved / "repo" / ".dvc" / "cache")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ml.registry.reproduce",
-            "--version",
-            "1",
-            "--lake",
-            str(moved / "lake"),
-            "--repo",
-            str(moved / "repo"),
-            "--dvc-remote",
-            str(moved / "dvc-remote"),
-            "--out",
-            str(moved / "reproduced"),
-        ],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        check=False,
+    done = reproduce_v1(
+        "--lake",
+        moved / "lake",
+        "--repo",
+        moved / "repo",
+        "--dvc-remote",
+        moved / "dvc-remote",
+        "--out",
+        moved / "reproduced",
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "reproduces the snapshot" in done.stdout
