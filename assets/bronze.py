@@ -100,7 +100,8 @@ def _ingest_daily(
         raise batch.failure(contract.dataset)
     table, day_column = context.asset_key.to_user_string(), contract.day_column
     label = days_label(batch.landed)
-    written = write_days(store, table, batch, day_column, batch.landed, commit_metadata(context, label))
+    meta = commit_metadata(context, label)
+    written = write_days(store, table, batch, day_column, batch.landed, meta, landing.root)
     summary = reconcile(batch, written.stored, schema, key)
     metadata = delta_metadata(
         written.table,

@@ -14,7 +14,7 @@ from assets.run_models import run_candidate_version
 from assets.training import evaluation
 from ml.registry.candidates import candidate_of_run
 from ml.registry.model_registry import ModelRegistry, ModelVersion
-from resources import LakeResource
+from resources import ArtifactsResource, LakeResource
 
 CHAMPION_KEY = dg.AssetKey(["deployment", "champion_model"])
 
@@ -28,21 +28,24 @@ def champion_metadata(
         "previous_champion": previous,
         "reason": reason,
         "trigger": trigger,
-        "onnx_uri": champion.onnx_uri,
+        "model_md5": champion.model_md5,
+        "training_set_md5": champion.training_set_md5,
         "roc_auc": champion.metrics.get("test", {}).get("roc_auc"),
         "promotions_frozen": frozen,
     }
 
 
 @dg.asset(key=CHAMPION_KEY, group_name="deployment", deps=[evaluation], kinds={"delta"})
-def champion_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+def champion_model(
+    context: dg.AssetExecutionContext, lake: LakeResource, artifacts: ArtifactsResource
+) -> dg.MaterializeResult:
     """Promotes the candidate its run evaluated, unless promotions are frozen.
 
     The evaluation's blocking checks keep a failed candidate from getting here; the registry
     refuses one without a passed gate anyway. A freeze fails this step and leaves the
     candidate a candidate, to promote from the CLI once unfrozen.
     """
-    registry = ModelRegistry(lake.store())
+    registry = ModelRegistry(lake.store(), artifacts.root, context.run.run_id)
     version = run_candidate_version(context)
     candidate = candidate_of_run(registry, version)
     if version is None:

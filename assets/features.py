@@ -13,6 +13,7 @@ from ml.features.build import FeatureQuality, build_feature_days, measure_qualit
 from ml.features.flight_features import WEATHER_LOOKBACK_DAYS, lookback_days
 from ml.lake.delta import VACUUM_RETENTION_HOURS
 from ml.lake.tables import BRONZE_FLIGHTS, BRONZE_PLANES, BRONZE_WEATHER, FEATURES_TABLE
+from ml.lineage.ledger import features_entry
 from ml.online.build import online_snapshot_from_lake
 from ml.online.snapshot import publish
 from ml.registry.model_registry import ModelRegistry
@@ -96,7 +97,7 @@ def flight_features(context: dg.AssetExecutionContext, lake: LakeResource):
     built = build_feature_days(store, days, earliest=FIRST_DAY)
     if built.missing_window_days:
         context.log.warning(f"built without days that have not landed: {built.missing_window_days}")
-    meta = commit_metadata(context, days_label(days))
+    meta = {**commit_metadata(context, days_label(days)), **features_entry(days, built.sources)}
     result = store.replace_days(FEATURES_TABLE, built.frame, "flight_date", days, meta)
     quality = measure_quality(built.frame, dict(store.scan(FEATURES_TABLE, result.version).collect_schema()))
     return dg.MaterializeResult(
@@ -107,6 +108,7 @@ def flight_features(context: dg.AssetExecutionContext, lake: LakeResource):
             excluded_no_outcome=built.excluded_no_outcome,
             label_rate=quality.label_rate,
             missing_window_days=dg.MetadataValue.json(built.missing_window_days),
+            bronze_versions_read=dg.MetadataValue.json(built.sources),
         ),
         check_results=[*_feature_checks(quality), _window_check(built.missing_window_days)],
     )

@@ -6,6 +6,8 @@ import dagster as dg
 import polars as pl
 
 from ml.lake.delta import WriteResult
+from ml.lineage.chain import Chain
+from ml.registry.model_registry import ModelVersion
 from ml.text_tables import markdown_table
 
 
@@ -30,4 +32,24 @@ def delta_metadata(result: WriteResult, frame: pl.DataFrame, **extra: object) ->
         "dagster/column_schema": table_schema(frame),
         "preview": dg.MetadataValue.md(markdown_table(frame)),
         **extra,
+    }
+
+
+LANDING_ROWS_SHOWN = 800
+"""Two bronze tables over a year of days fit; a longer window is cut (`python -m ml.lineage` prints all)."""
+
+
+def lineage_metadata(model: ModelVersion, chain: Chain) -> dict[str, object]:
+    """A model's chain down to its landing files, as the UI shows it on the model's materialization."""
+    source = model.lineage.get("source", {})
+    return {
+        "git_commit": source.get("commit", model.git_commit),
+        "source_dirty": bool(source.get("dirty", False)),
+        "source_changes": dg.MetadataValue.json(source.get("changed", [])),
+        "registered_by_run": model.lineage.get("run_id", ""),
+        "feature_table_version": model.feature_table_version,
+        "bronze_versions": dg.MetadataValue.json(model.lineage.get("bronze_versions", {})),
+        "lineage_complete": chain.ok,
+        "lineage": dg.MetadataValue.md(markdown_table(chain.links_frame(), max_rows=50)),
+        "landing_files": dg.MetadataValue.md(markdown_table(chain.landing_frame(), LANDING_ROWS_SHOWN)),
     }

@@ -11,18 +11,27 @@ import dagster as dg
 from pydantic import Field
 
 from assets.features import flight_features
+from assets.metadata import lineage_metadata
 from assets.run_models import run_candidate_version
 from assets.step_resources import EVALUATION, TRAINING_SET, k8s_step_tags
 from ml.evaluation.candidate_evaluation import evaluate_candidate
 from ml.evaluation.leaderboard import GateSettings, leaderboard_text
 from ml.evaluation.plots import png_markdown
+from ml.lineage.chain import Sources, model_chain
 from ml.registry.candidates import plan_training, register_candidate
 from ml.registry.dvc_repo import PARAMS_FILE, TRAINING_SET_PATH
 from ml.registry.model_registry import ModelRegistry
 from ml.text_tables import markdown_table
 from ml.training.params import cutoff, load_params, split_sizes
 from ml.training.training_set import snapshot_from_lake
-from resources import ArtifactsResource, DvcResource, LakeResource, TrainingLauncher, TrainingRequest
+from resources import (
+    ArtifactsResource,
+    DvcResource,
+    LakeResource,
+    LandingResource,
+    TrainingLauncher,
+    TrainingRequest,
+)
 
 GROUP = "training"
 EVALUATION_KEY = dg.AssetKey(["training", "evaluation"])
@@ -32,6 +41,8 @@ GATE_CHECKS = {
     "beats_boosted_trees": "The lower bound of the day-bootstrap interval of (candidate - boosted trees) "
     "ROC AUC is above -baseline_margin.",
     "calibrated": "The candidate's expected calibration error on the test split is within max_calibration_error.",
+    "clean_source": "The candidate was trained from committed code, or refuse_dirty_source is off "
+    "(a dirty tree is always recorded).",
 }
 """The promotion gate: blocking checks, so a failed candidate never reaches deployment/champion_model."""
 
@@ -58,6 +69,9 @@ class GateConfig(dg.Config):
     resamples: int | None = Field(default=None, description="Day resamples of the bootstrap.")
     confidence: float | None = Field(default=None, description="Level of the bootstrap intervals.")
     seed: int | None = Field(default=None, description="Seed of the resampling.")
+    refuse_dirty_source: bool | None = Field(
+        default=None, description="Refuse a candidate trained from a tree with uncommitted changes."
+    )
 
 
 def gate_settings(config: GateConfig, params: dict[str, Any]) -> GateSettings:
@@ -114,6 +128,7 @@ def candidate_model(
     dvc: DvcResource,
     launcher: TrainingLauncher,
     artifacts: ArtifactsResource,
+    landing: LandingResource,
 ) -> dg.MaterializeResult:
     """Trains on the pinned training set (resuming from checkpoints on retry) and registers a candidate."""
     repo = dvc.repo()
@@ -122,9 +137,12 @@ def candidate_model(
     reported = launcher.launch(
         context, TrainingRequest(str(run.training_set), str(run.out), str(dvc.path(PARAMS_FILE)))
     )
-    registry = ModelRegistry(lake.store())
+    registry = ModelRegistry(lake.store(), artifacts.root, context.run.run_id)
     candidate = register_candidate(registry, repo, store, run, dt.datetime.now(dt.UTC))
     context.log.info(f"registered candidate version {candidate.version} from {candidate.artifact_uri}")
+    chain = model_chain(Sources(registry, landing.zone()), candidate.version)
+    if not chain.ok:
+        context.log.warning("lineage of the new candidate has gaps:\n" + "\n".join(chain.problems))
     return dg.MaterializeResult(
         metadata={
             **(reported.metadata or {}),
@@ -132,6 +150,7 @@ def candidate_model(
             "artifact_uri": candidate.artifact_uri,
             "model_md5": candidate.model_md5,
             "training_set_md5": run.training_set_md5,
+            **lineage_metadata(registry.get(candidate.version), chain),
         },
         data_version=dg.DataVersion(candidate.model_md5),
     )
@@ -156,7 +175,7 @@ def evaluation(
     artifacts: ArtifactsResource,
 ) -> dg.MaterializeResult:
     """Scores the run's candidate on its test split; a candidate that fails the gate is rejected."""
-    registry = ModelRegistry(lake.store())
+    registry = ModelRegistry(lake.store(), artifacts.root, context.run.run_id)
     version = run_candidate_version(context)
     params = load_params(dvc.path(PARAMS_FILE))
     result = evaluate_candidate(

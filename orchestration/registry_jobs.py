@@ -11,7 +11,7 @@ from pydantic import Field
 
 from assets.deployment import CHAMPION_KEY, champion_metadata
 from ml.registry.model_registry import ModelRegistry
-from resources import LakeResource
+from resources import ArtifactsResource, LakeResource
 
 OUTSIDE_A_RUN = "registry change outside a run"
 
@@ -25,8 +25,10 @@ class RollbackConfig(dg.Config):
     description="Make an earlier version the champion (one that passed its gate or served before); "
     "the current one is archived. Allowed while promotions are frozen."
 )
-def rollback_champion(context: dg.OpExecutionContext, config: RollbackConfig, lake: LakeResource) -> None:
-    registry = ModelRegistry(lake.store())
+def rollback_champion(
+    context: dg.OpExecutionContext, config: RollbackConfig, lake: LakeResource, artifacts: ArtifactsResource
+) -> None:
+    registry = ModelRegistry(lake.store(), artifacts.root, context.run.run_id)
     previous = registry.rollback(config.version, config.reason, now=dt.datetime.now(dt.UTC))
     context.log.info(
         f"v{config.version} is the champion" + (f"; v{previous.version} archived" if previous else "")

@@ -36,6 +36,8 @@ class ServingConfig:
     token: str = field(repr=False)
     admin_token: str = field(repr=False)
     storage_options: dict[str, str] = field(default_factory=dict)
+    artifacts_uri: str = ""
+    """Root the registry's model keys are under (PLATFORM_ARTIFACTS_URI)."""
     max_batch: int = DEFAULT_MAX_BATCH
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_days_ahead: int = DEFAULT_MAX_DAYS_AHEAD
@@ -69,6 +71,7 @@ class ServingConfig:
             token=env.get(TOKEN_VARIABLE, ""),
             admin_token=env.get(ADMIN_TOKEN_VARIABLE, ""),
             storage_options=lake.storage_options,
+            artifacts_uri=lake.artifacts_uri,
             max_batch=int(_number(env, "MAX_BATCH", DEFAULT_MAX_BATCH)),
             max_body_bytes=int(_number(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
             max_days_ahead=int(_number(env, "MAX_DAYS_AHEAD", DEFAULT_MAX_DAYS_AHEAD)),

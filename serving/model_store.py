@@ -54,7 +54,6 @@ class Served:
             "model_version": self.version.version,
             "status": self.version.status,
             "created_at": self.version.created_at.isoformat(),
-            "onnx_uri": self.version.onnx_uri,
             "model_md5": self.version.model_md5,
             "training_set_md5": self.version.training_set_md5,
             "test_metrics": self.version.metrics.get("test"),
@@ -86,7 +85,8 @@ class ModelStore:
         """
         with self._lock:
             options = self._config.storage_options or None
-            champion = ModelRegistry(DeltaStore(self._config.lake_uri, options)).champion()
+            registry = ModelRegistry(DeltaStore(self._config.lake_uri, options), self._config.artifacts_uri)
+            champion = registry.champion()
             if champion is None:
                 raise NotReadyError(f"the registry under {self._config.lake_uri} has no champion")
             snapshot_id = current_id(self._config.lake_uri, options)

@@ -78,6 +78,11 @@ class Platform:
         return DeltaStore(str(self.root / "lake"))
 
     @property
+    def registry(self) -> ModelRegistry:
+        """The registry with the artifacts root its model keys are under, as the assets open it."""
+        return ModelRegistry(self.store, str(self.root / "models"))
+
+    @property
     def zone(self) -> LandingZone:
         return LandingZone(str(self.landing_dir), str(self.quarantine_dir))
 
@@ -234,6 +239,7 @@ class Served:
     def config(self, **overrides: object) -> ServingConfig:
         settings: dict = {
             "lake_uri": str(self.platform.root / "lake"),
+            "artifacts_uri": str(self.platform.root / "models"),
             "token": TOKEN,
             "admin_token": ADMIN_TOKEN,
             "max_batch": MAX_BATCH,
@@ -258,7 +264,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, replayed_landing: Path) -> 
         selection=["training/training_set", "training/candidate_model", "features/online_snapshot"],
         resources=platform.resources,
     )
-    registry = ModelRegistry(platform.store)
+    registry = platform.registry
     registry.promote(1, "serving tests", now=dt.datetime.now(dt.UTC))
     return Served(platform, registry.get(1))
 

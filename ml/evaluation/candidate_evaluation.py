@@ -63,7 +63,15 @@ def evaluate_candidate(
         champion_dir = stack.enter_context(artifacts.checkout(champion.artifact_uri)) if champion else None
         out = candidate_dir / "evaluation"
         out.mkdir(parents=True, exist_ok=True)
-        report = evaluate(repo.root / TRAINING_SET_PATH, candidate_dir, champion_dir, out, settings, baseline)
+        report = evaluate(
+            repo.root / TRAINING_SET_PATH,
+            candidate_dir,
+            champion_dir,
+            out,
+            settings,
+            baseline,
+            candidate.lineage.get("source"),
+        )
         artifacts.publish(out, join_uri(candidate.artifact_uri, "evaluation"))
         plots = {name: path.read_bytes() for name, path in report.plots.items()}
     registry.update_metrics(candidate.version, {**candidate.metrics, **report.summary()})

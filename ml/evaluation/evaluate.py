@@ -73,6 +73,7 @@ def evaluate(
     out: Path,
     settings: GateSettings,
     baseline: Mapping[str, Any] | None = None,
+    source: Mapping[str, Any] | None = None,
 ) -> EvaluationReport:
     """Score the candidate, the champion (if any) and both baselines on the same test split and gate it."""
     manifest = read_manifest(training_set)
@@ -95,7 +96,7 @@ def evaluate(
         interval = bootstrap.auc(name)
         metrics[name].update(roc_auc_low=interval.low, roc_auc_high=interval.high)
     metrics["boosted_trees"].update(settings=trees.settings, validation_auc=trees.validation_auc)
-    verdict = gate(bootstrap, metrics["candidate"]["expected_calibration_error"], settings)
+    verdict = gate(bootstrap, metrics["candidate"]["expected_calibration_error"], settings, source)
     scored = test.with_columns(pl.Series("__y", y), pl.Series("__p", predictions["candidate"]))
     report = EvaluationReport(
         metrics=metrics,

@@ -89,12 +89,15 @@ class GateSettings:
     resamples: int
     confidence: float
     seed: int
+    refuse_dirty_source: bool = False
+    """Refuse a candidate trained from a source tree with uncommitted changes (it is always recorded)."""
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> GateSettings:
         """Settings from the params section; a missing or misspelt key is an error, not a default."""
         names = [f.name for f in fields(cls)]
-        missing = [n for n in names if section.get(n) is None]
+        optional = {"refuse_dirty_source"}
+        missing = [n for n in names if section.get(n) is None and n not in optional]
         unknown = sorted(set(section) - set(names))
         if missing or unknown:
             raise ValueError(
@@ -107,6 +110,7 @@ class GateSettings:
             resamples=int(section["resamples"]),
             confidence=float(section["confidence"]),
             seed=int(section["seed"]),
+            refuse_dirty_source=_boolean(section.get("refuse_dirty_source", False)),
         )
         settings._check()
         return settings
@@ -171,6 +175,35 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class SourceTree:
+    """Whether the candidate's code was a commit, or a commit with uncommitted changes."""
+
+    commit: str
+    changed: tuple[str, ...]
+    refuse_dirty: bool
+
+    @property
+    def passed(self) -> bool:
+        return not (self.changed and self.refuse_dirty)
+
+    def verdict(self) -> Verdict:
+        if not self.changed:
+            return Verdict(
+                True, f"trained from commit {self.commit} with a clean tree: passes", self.summary()
+            )
+        changed = ", ".join(self.changed[:5]) + (" ..." if len(self.changed) > 5 else "")
+        rule = "gate.refuse_dirty_source is set: fails" if self.refuse_dirty else "recorded; passes"
+        return Verdict(
+            self.passed,
+            f"trained from commit {self.commit} with uncommitted changes ({changed}); {rule}",
+            self.summary(),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {"commit": self.commit, "dirty": bool(self.changed), "passed": self.passed}
+
+
+@dataclass(frozen=True)
 class Calibration:
     """The candidate's expected calibration error on the test split against its bound."""
 
@@ -200,6 +233,8 @@ class GateResult:
     calibration: Calibration
     bootstrap: PairedBootstrap
     settings: GateSettings
+    source: SourceTree | None = None
+    """None when the candidate's source tree is not known (a model registered outside the platform)."""
 
     @property
     def beats_champion(self) -> Verdict:
@@ -222,7 +257,14 @@ class GateResult:
             "beats_champion": self.beats_champion,
             "beats_boosted_trees": self.beats_boosted_trees,
             "calibrated": self.calibrated,
+            "clean_source": self.clean_source,
         }
+
+    @property
+    def clean_source(self) -> Verdict:
+        if self.source is None:
+            return Verdict(True, "the candidate's source tree was not recorded: passes")
+        return self.source.verdict()
 
     @property
     def passed(self) -> bool:
@@ -301,14 +343,21 @@ class GateResult:
         }
 
 
-def gate(bootstrap: PairedBootstrap, calibration_error: float, settings: GateSettings) -> GateResult:
+def gate(
+    bootstrap: PairedBootstrap,
+    calibration_error: float,
+    settings: GateSettings,
+    source: Mapping[str, Any] | None = None,
+) -> GateResult:
     """Whether a candidate may replace the champion.
 
     It may lose up to `champion_margin` ROC AUC to the champion (retraining on newer
     days moves the test split, so small drops are noise, not regressions) and up to
     `baseline_margin` to boosted trees on the same features, each judged by the lower
     bound of the paired interval; and its probabilities must be calibrated within
-    `max_calibration_error`, since serving reports them as delay chances.
+    `max_calibration_error`, since serving reports them as delay chances. A `source` tree
+    (the registry's lineage entry) with uncommitted changes fails only when
+    `refuse_dirty_source` is set.
     """
     missing = [n for n in (CANDIDATE, BOOSTED_TREES) if n not in bootstrap.point]
     if missing:
@@ -326,6 +375,17 @@ def gate(bootstrap: PairedBootstrap, calibration_error: float, settings: GateSet
         for other in (CHAMPION, BOOSTED_TREES)
         if other in bootstrap.point
     }
-    return GateResult(
-        versus, Calibration(calibration_error, settings.max_calibration_error), bootstrap, settings
+    tree = (
+        SourceTree(str(source["commit"]), tuple(source.get("changed", [])), settings.refuse_dirty_source)
+        if source
+        else None
     )
+    return GateResult(
+        versus, Calibration(calibration_error, settings.max_calibration_error), bootstrap, settings, tree
+    )
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"params.yaml gate: refuse_dirty_source must be true or false, not {value!r}")
+    return value

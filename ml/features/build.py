@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -44,6 +44,8 @@ class FeatureDays:
     missing_window_days: dict[str, list[str]]
     """Per bronze table, the days its windows read that have not landed (ISO dates): the
     features of those days' neighbours were built without them and are rebuilt when they land."""
+    sources: dict[str, int] = field(default_factory=dict)
+    """The version of each bronze table read (the lineage ledger of the features commit)."""
 
     @property
     def excluded_no_outcome(self) -> int:
@@ -83,15 +85,16 @@ def build_feature_days(
     first, last = days[0], days[-1]
     flights_from = first - dt.timedelta(days=lookback_days())
     weather_from = first - dt.timedelta(days=WEATHER_LOOKBACK_DAYS)
-    history = store.read_days(BRONZE_FLIGHTS, "flight_date", flights_from, last)
-    observed = store.read_days(BRONZE_WEATHER, "obs_date", weather_from, last)
-    frame = build_features(history, observed, store.read(BRONZE_PLANES), days)
+    sources = {t: int(store.table(t).version()) for t in (BRONZE_FLIGHTS, BRONZE_WEATHER, BRONZE_PLANES)}
+    history = store.read_days(BRONZE_FLIGHTS, "flight_date", flights_from, last, sources[BRONZE_FLIGHTS])
+    observed = store.read_days(BRONZE_WEATHER, "obs_date", weather_from, last, sources[BRONZE_WEATHER])
+    frame = build_features(history, observed, store.read(BRONZE_PLANES, sources[BRONZE_PLANES]), days)
     scheduled = history.filter(pl.col("flight_date").is_between(first, last)).height
     missing = {
         table: _not_landed(store, table, max(start, earliest or start), last)
         for table, start in ((BRONZE_FLIGHTS, flights_from), (BRONZE_WEATHER, weather_from))
     }
-    return FeatureDays(frame, scheduled, {table: days for table, days in missing.items() if days})
+    return FeatureDays(frame, scheduled, {table: days for table, days in missing.items() if days}, sources)
 
 
 def _not_landed(store: DeltaStore, table: str, first: dt.date, last: dt.date) -> list[str]:

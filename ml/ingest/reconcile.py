@@ -18,6 +18,7 @@ from ml.ingest.batch import Batch
 from ml.lake.delta import DeltaStore, WriteResult
 from ml.lake.quality import duplicate_keys, schema_problems
 from ml.lake.tables import landing_log_table, rejects_table
+from ml.lineage.ledger import bronze_entry
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,11 @@ def write_days(
     day_column: str,
     days: Sequence[dt.date],
     commit_metadata: Mapping[str, str],
+    landing_root: str = "",
 ) -> DailyWrite:
-    result = store.replace_days(table, batch.valid, day_column, days, commit_metadata)
+    """Write the batch's days with their rejects and landing log; the table's commit records its landing files."""
+    ledger_entry = bronze_entry(batch.days, landing_root)
+    result = store.replace_days(table, batch.valid, day_column, days, {**commit_metadata, **ledger_entry})
     rejects = store.replace_days(rejects_table(table), batch.rejects, "day", days, commit_metadata)
     ledger = store.replace_days(landing_log_table(table), batch.ledger(), "day", days, commit_metadata)
     stored = store.read_days(table, day_column, days[0], days[-1], version=result.version).filter(

@@ -130,8 +130,16 @@ class DeltaStore:
         check_rows_within(frame, column, days)
         return self._commit(table, frame, predicate, commit_metadata)
 
-    def overwrite(self, table: str, frame: pl.DataFrame, commit_metadata: Mapping[str, str]) -> WriteResult:
-        return self._commit(table, frame, None, commit_metadata)
+    def overwrite(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        commit_metadata: Mapping[str, str],
+        *,
+        replace_schema: bool = False,
+    ) -> WriteResult:
+        """Replace the whole table; `replace_schema` lets the frame's columns replace the table's (a migration)."""
+        return self._commit(table, frame, None, commit_metadata, replace_schema)
 
     def _commit(
         self,
@@ -139,6 +147,7 @@ class DeltaStore:
         frame: pl.DataFrame,
         predicate: str | None,
         commit_metadata: Mapping[str, str],
+        replace_schema: bool = False,
     ) -> WriteResult:
         uri = self.uri(table)
         data = frame.to_arrow()
@@ -152,6 +161,7 @@ class DeltaStore:
                     data,
                     mode="overwrite",
                     predicate=predicate,
+                    schema_mode="overwrite" if replace_schema else None,
                     storage_options=self._options,
                     commit_properties=properties,
                 )

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ml.lake.storage import join_uri
 from ml.lake.tables import FEATURES_TABLE
+from ml.lineage.ledger import read_versions, training_window
 from ml.registry.artifacts import TIMINGS, UNPINNED, ArtifactStore
 from ml.registry.dvc_repo import MODEL_PATH, TRAINING_SET_PATH, DvcRepo
 from ml.registry.model_registry import ModelRegistry, ModelVersion, RegistryError
-from ml.registry.provenance import git_commit, model_key
+from ml.registry.provenance import git_commit, model_key, source_tree
 from ml.training.training_set import read_manifest
 
 
@@ -68,9 +68,12 @@ def register_candidate(
     timings = json.loads((run.out / TIMINGS).read_text()) if (run.out / TIMINGS).exists() else []
     artifact_uri = artifacts.publish(run.out, artifacts.uri(run.key))
     feature_version = int(manifest["source"]["feature_table_version"])
+    window = training_window(manifest)
+    bronze = read_versions(registry.store, feature_version, window)
     version = registry.register(
-        artifact_uri=artifact_uri,
-        onnx_uri=join_uri(artifact_uri, "model.onnx"),
+        # By key, relative to the artifacts root: a copied or re-homed data directory reads its own.
+        artifact_uri=run.key,
+        onnx_uri=f"{run.key}/model.onnx",
         model_md5=model_md5,
         training_set_md5=run.training_set_md5,
         feature_table_uri=manifest["source"]["feature_table"],
@@ -80,6 +83,11 @@ def register_candidate(
         params=run.params.get("train", {}),
         metrics={"training": metrics, "run": {"epochs": timings}},
         now=now,
+        lineage={
+            "bronze_versions": bronze,
+            "source": source_tree(repo.root),
+            "training_window": [window[0].isoformat(), window[-1].isoformat()],
+        },
     )
     return Candidate(version=version, artifact_uri=artifact_uri, model_md5=model_md5)
 

@@ -9,7 +9,8 @@ python -m ml.registry.cli unfreeze
 `promote` takes only a version that passed its gate and is refused while promotions are
 frozen; `rollback` (to a version that passed its gate or served before) stays allowed.
 The registry is the one the platform uses: PLATFORM_LAKE_URI, else PLATFORM_DATA_DIR/lake
-(`ml.settings`), with PLATFORM_STORAGE_OPTIONS; `--lake` names another lake root.
+(`ml.settings`), with PLATFORM_STORAGE_OPTIONS; `--lake` names another lake root and
+`--artifacts` the artifacts root its models are under (PLATFORM_ARTIFACTS_URI).
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--lake", default="", help="lake root holding registry/models (default: the platform's)"
+    )
+    parser.add_argument(
+        "--artifacts",
+        default="",
+        help="artifacts root the registry's model keys are under (default: the platform's)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="every version with its status, gate and test ROC AUC; the freeze")
@@ -83,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    registry = ModelRegistry(DeltaStore(args.lake or lake.lake_uri, lake.storage_options or None))
+    registry = ModelRegistry(
+        DeltaStore(args.lake or lake.lake_uri, lake.storage_options or None),
+        args.artifacts or lake.artifacts_uri,
+        f"cli by {_operator()}",
+    )
     print(f"registry of {registry.store.uri(REGISTRY_MODELS)}", file=sys.stderr)
     try:
         done = _change(registry, args, dt.datetime.now(dt.UTC))

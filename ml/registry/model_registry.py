@@ -5,6 +5,11 @@ old champion to `archived` and the new one to `champion` atomically; each change
 also appended to `registry/events` with its reason. A new candidate supersedes older
 ones in the same commit, so only the newest can be evaluated and promoted.
 
+Artifact URIs are kept relative to the artifacts root (the model's content key, `<key>` and
+`<key>/model.onnx`), so a copied data directory, or one moved to a bucket by configuration,
+reads its own models: a registry opened with `artifacts_root` resolves them. Rows written
+with an absolute location keep it.
+
 Only a version that passed its promotion gate, or served as champion before, can become
 champion through the platform (`promote_passed`, `rollback`). An operator's freeze
 (`registry/flags`) stops promotions, never rollbacks.
@@ -16,13 +21,14 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from ml.lake.delta import DeltaStore
 from ml.lake.schemas import TIMESTAMP_UTC
-from ml.lake.storage import exists
+from ml.lake.storage import exists, has_scheme, join_uri
 from ml.lake.tables import REGISTRY_EVENTS, REGISTRY_FLAGS, REGISTRY_MODELS
 
 STATUSES = ("candidate", "champion", "archived", "rejected", "superseded")
@@ -43,6 +49,7 @@ MODELS_SCHEMA: dict[str, pl.DataType] = {
     "git_commit": pl.String(),
     "params": pl.String(),
     "metrics": pl.String(),
+    "lineage": pl.String(),
 }
 EVENTS_SCHEMA: dict[str, pl.DataType] = {
     "at": TIMESTAMP_UTC,
@@ -93,14 +100,22 @@ class ModelVersion:
     params: dict[str, Any]
     metrics: dict[str, Any]
     created_at: dt.datetime
+    lineage: dict[str, Any]
+    """What made the version beyond its training set: the bronze versions its features read, the
+    source tree (commit, dirty or not, what changed) and the Dagster run; `{}` for older rows."""
+
+    @property
+    def located(self) -> bool:
+        """Whether the artifact URIs are locations (resolved, or written absolute) rather than bare keys."""
+        return is_location(self.artifact_uri)
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> ModelVersion:
+    def from_row(cls, row: dict[str, Any], artifacts_root: str = "") -> ModelVersion:
         return cls(
             version=row["version"],
             status=row["status"],
-            artifact_uri=row["artifact_uri"],
-            onnx_uri=row["onnx_uri"],
+            artifact_uri=resolve_artifact(row["artifact_uri"], artifacts_root),
+            onnx_uri=resolve_artifact(row["onnx_uri"], artifacts_root),
             model_md5=row["model_md5"],
             training_set_md5=row["training_set_md5"],
             feature_table_uri=row["feature_table_uri"],
@@ -110,6 +125,7 @@ class ModelVersion:
             params=json.loads(row["params"]),
             metrics=json.loads(row["metrics"]),
             created_at=row["created_at"],
+            lineage=json.loads(row.get("lineage") or "{}"),
         )
 
 
@@ -128,17 +144,34 @@ def gate_passed(model: ModelVersion) -> bool:
     return gate is not None and gate["passed"]
 
 
+def is_location(uri: str) -> bool:
+    return has_scheme(uri) or Path(uri).is_absolute()
+
+
+def resolve_artifact(uri: str, artifacts_root: str) -> str:
+    """A stored artifact URI as a location: a key joined to the artifacts root, a location as it is."""
+    return uri if is_location(uri) or not artifacts_root else join_uri(artifacts_root, uri)
+
+
 @dataclass(frozen=True)
 class ModelRegistry:
+    """The registry in `store`; `artifacts_root` resolves artifact keys, `run_id` goes into every commit."""
+
     store: DeltaStore
+    artifacts_root: str = ""
+    run_id: str = ""
 
     def frame(self) -> pl.DataFrame:
         if not self.store.exists(REGISTRY_MODELS):
             return pl.DataFrame(schema=MODELS_SCHEMA)
-        return self.store.read(REGISTRY_MODELS).sort("version")
+        frame = self.store.read(REGISTRY_MODELS)
+        missing = [
+            pl.lit(None, dtype).alias(c) for c, dtype in MODELS_SCHEMA.items() if c not in frame.columns
+        ]
+        return frame.with_columns(missing).select(list(MODELS_SCHEMA)).sort("version")
 
     def versions(self) -> list[ModelVersion]:
-        return [ModelVersion.from_row(r) for r in self.frame().iter_rows(named=True)]
+        return [ModelVersion.from_row(r, self.artifacts_root) for r in self.frame().iter_rows(named=True)]
 
     def get(self, version: int) -> ModelVersion:
         for model in self.versions():
@@ -173,11 +206,12 @@ class ModelRegistry:
         params: dict[str, Any],
         metrics: dict[str, Any],
         now: dt.datetime,
+        lineage: dict[str, Any] | None = None,
     ) -> int:
         current = self.frame()
         version = int(current["version"].max() or 0) + 1
         candidates = current.filter(pl.col("status") == "candidate")
-        waiting = [ModelVersion.from_row(r) for r in candidates.iter_rows(named=True)]
+        waiting = [ModelVersion.from_row(r, self.artifacts_root) for r in candidates.iter_rows(named=True)]
         supersede = pl.col("version").is_in([m.version for m in waiting])
         current = current.with_columns(
             pl.when(supersede).then(pl.lit("superseded")).otherwise(pl.col("status")).alias("status")
@@ -196,6 +230,7 @@ class ModelRegistry:
             "git_commit": git_commit,
             "params": json.dumps(params, sort_keys=True),
             "metrics": json.dumps(metrics, sort_keys=True),
+            "lineage": json.dumps({**(lineage or {}), "run_id": self.run_id}, sort_keys=True),
         }
         updated = pl.concat([current, pl.DataFrame([row], schema=MODELS_SCHEMA)])
         events = [
@@ -213,7 +248,7 @@ class ModelRegistry:
             .otherwise(pl.col("metrics"))
             .alias("metrics")
         )
-        self.store.overwrite(REGISTRY_MODELS, frame, {"registry_change": f"metrics of v{version}"})
+        self._overwrite_models(frame, f"metrics of v{version}")
 
     def reject(self, version: int, reason: str, *, now: dt.datetime) -> None:
         model = self.get(version)
@@ -296,11 +331,13 @@ class ModelRegistry:
         return Freeze(by=last["by"], reason=last["reason"], since=last["at"]) if last["value"] else None
 
     def needed_versions(self) -> dict[str, set[int]]:
-        """Per lake table, the Delta versions that registered models were built from."""
+        """Per lake table, the Delta versions that registered models were built from (features and bronze)."""
         needed: dict[str, set[int]] = {}
         for model in self.versions():
             for table, version in model.lake_versions.items():
                 needed.setdefault(table, set()).add(int(version))
+            for table, versions in model.lineage.get("bronze_versions", {}).items():
+                needed.setdefault(table, set()).update(int(v) for v in versions)
         return needed
 
     def events(self) -> pl.DataFrame:
@@ -331,6 +368,20 @@ class ModelRegistry:
         self._transition(changes, reason, now)
         return previous
 
+    def _overwrite_models(self, frame: pl.DataFrame, label: str) -> None:
+        """Rewrite registry/models; a table from before a column was added gains it in the same commit."""
+        stored = (
+            self.store.table(REGISTRY_MODELS).schema().fields if self.store.exists(REGISTRY_MODELS) else []
+        )
+        migrate = bool(stored) and {f.name for f in stored} != set(MODELS_SCHEMA)
+        self.store.overwrite(
+            REGISTRY_MODELS, frame.select(list(MODELS_SCHEMA)), self._commit(label), replace_schema=migrate
+        )
+
+    def _commit(self, label: str) -> dict[str, str]:
+        """Commit metadata of a registry change: what changed, and the run (or operator) that changed it."""
+        return {"registry_change": label, **({"run_id": self.run_id} if self.run_id else {})}
+
     def _write_flag(self, value: bool, by: str, reason: str, now: dt.datetime) -> None:
         before = self.store.read(REGISTRY_FLAGS) if self.store.exists(REGISTRY_FLAGS) else None
         seq = 0 if before is None else int(before["seq"].max() or 0) + 1
@@ -338,7 +389,7 @@ class ModelRegistry:
         rows = pl.DataFrame([row], schema=FLAGS_SCHEMA)
         frame = rows if before is None else pl.concat([before.select(list(FLAGS_SCHEMA)), rows])
         label = f"{FREEZE_FLAG}={str(value).lower()} by {by}"
-        self.store.overwrite(REGISTRY_FLAGS, frame, {"registry_change": label})
+        self.store.overwrite(REGISTRY_FLAGS, frame, self._commit(label))
 
     def _transition(self, changes: dict[int, str], reason: str, now: dt.datetime) -> None:
         frame = self.frame()
@@ -358,7 +409,7 @@ class ModelRegistry:
         if frame["version"].is_duplicated().any():
             raise RegistryError("a registry change would duplicate a version")
         label = "; ".join(f"v{v}: {a or 'new'} -> {b}" for v, a, b, _ in events)
-        self.store.overwrite(REGISTRY_MODELS, frame.select(list(MODELS_SCHEMA)), {"registry_change": label})
+        self._overwrite_models(frame, label)
         rows = pl.DataFrame(
             [
                 {"at": now, "version": v, "from_status": a, "to_status": b, "reason": r}
@@ -366,7 +417,7 @@ class ModelRegistry:
             ],
             schema=EVENTS_SCHEMA,
         )
-        self.store.overwrite(REGISTRY_EVENTS, pl.concat([self.events(), rows]), {"registry_change": label})
+        self.store.overwrite(REGISTRY_EVENTS, pl.concat([self.events(), rows]), self._commit(label))
 
 
 def _next_step(model: ModelVersion) -> str:
@@ -383,9 +434,14 @@ def _why_not_passed(model: ModelVersion) -> str:
 
 def check_artifacts(model: ModelVersion, storage_options: Mapping[str, str] | None = None) -> None:
     """Refuse a model whose files are gone (in a folder or a bucket), before anything points at it."""
+    if not model.located:
+        raise RegistryError(
+            f"model version {model.version} names its artifacts by key ({model.artifact_uri}) relative to "
+            "the artifacts root, and this registry was opened without one (PLATFORM_ARTIFACTS_URI)"
+        )
     for uri in (model.artifact_uri, model.onnx_uri):
         if not exists(uri, dict(storage_options) if storage_options else None):
             raise RegistryError(
                 f"model version {model.version} points at {uri}, which does not exist; "
-                "restore it (python -m ml.registry.reproduce) or choose another version"
+                "restore it (python -m ml.reproduce) or choose another version"
             )

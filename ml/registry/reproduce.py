@@ -1,6 +1,12 @@
 """Reproduce a registered model: restore its exact training set from DVC and retrain it.
 
-    python -m ml.registry.reproduce --version 3 [--lake .data/lake] [--repo .] [--out .data/reproduce/v3]
+    python -m ml.reproduce --version 3 [--lake URI] [--repo .] [--dvc-remote URL] [--out .data/reproduce/v3]
+
+The lake, its storage options and the DVC remote default to the platform's settings
+(`ml.settings.lake_settings`: PLATFORM_LAKE_URI, else PLATFORM_DATA_DIR/lake;
+PLATFORM_STORAGE_OPTIONS; PLATFORM_DVC_REMOTE, else the repository's default remote, with
+the endpoint of an s3:// remote from the storage options); `--lake` and `--dvc-remote`
+win. Credentials come from the AWS_* variables only.
 
 Checks, in order: the training set restored from the DVC remote (DVC verifies its
 md5); the feature table at the registered Delta version snapshots to the same bytes
@@ -15,9 +21,11 @@ import argparse
 import datetime as dt
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -27,6 +35,7 @@ from ml.lake.tables import FEATURES_TABLE
 from ml.registry.artifacts import UNPINNED
 from ml.registry.dvc_repo import DvcError, DvcRepo
 from ml.registry.model_registry import ModelRegistry, RegistryError
+from ml.settings import SettingsError, lake_settings
 from ml.training.training_set import folder_md5, read_manifest, sizes_of, snapshot_from_lake
 
 TOLERANCE = 1e-9
@@ -75,11 +84,24 @@ def model_differences(registered: Path, reproduced: Path) -> list[str]:
     return differences
 
 
-def reproduce(version: int, lake: str, repo: Path, out: Path, dvc_remote: str = "") -> list[str]:
-    """Restore, re-snapshot, retrain and compare; an s3:// lake or remote takes AWS_* from the environment."""
-    store = DeltaStore(lake)
+def reproduce(
+    version: int,
+    lake: str,
+    repo: Path,
+    out: Path,
+    dvc_remote: str = "",
+    storage_options: Mapping[str, str] | None = None,
+    endpoint_url: str = "",
+) -> list[str]:
+    """Restore, re-snapshot, retrain and compare.
+
+    `storage_options` are the lake's (non-secret) deltalake options; `endpoint_url` is the
+    S3-compatible endpoint written beside an s3:// `dvc_remote`. Credentials are not passed:
+    deltalake and DVC read the AWS_* variables from the environment themselves.
+    """
+    store = DeltaStore(lake, dict(storage_options) if storage_options else None)
     model = ModelRegistry(store).get(version)
-    dvc = DvcRepo(repo, remote=dvc_remote)
+    dvc = DvcRepo(repo, remote=dvc_remote, endpoint_url=endpoint_url)
     training_set = dvc.restore(model.training_set_md5, out / "training_set")
     manifest = read_manifest(training_set)
     print(f"restored training set {model.training_set_md5} into {training_set}")
@@ -131,21 +153,34 @@ def reproduce(version: int, lake: str, repo: Path, out: Path, dvc_remote: str = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ml.registry.reproduce", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m ml.reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", type=int, required=True, help="registered model version")
-    parser.add_argument("--lake", default=".data/lake", help="lake root holding the registry and features")
+    parser.add_argument(
+        "--lake",
+        default="",
+        help="lake root holding the registry and features (default: PLATFORM_LAKE_URI, else PLATFORM_DATA_DIR/lake)",
+    )
     parser.add_argument("--repo", type=Path, default=Path(), help="git + DVC repository")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default .data/reproduce/vN)")
     parser.add_argument(
-        "--dvc-remote", default="", help="DVC remote URL, e.g. s3://bucket/dvc (default: the repository's)"
+        "--dvc-remote",
+        default="",
+        help="DVC remote URL, e.g. s3://bucket/dvc (default: PLATFORM_DVC_REMOTE, else the repository's)",
     )
     args = parser.parse_args(argv)
     out = args.out or Path(".data") / "reproduce" / f"v{args.version}"
     try:
-        differences = reproduce(args.version, args.lake, args.repo.resolve(), out, args.dvc_remote)
-    except (RegistryError, DvcError, ReproductionError) as exc:
+        settings = lake_settings(os.environ)
+        differences = reproduce(
+            args.version,
+            args.lake or settings.lake_uri,
+            args.repo.resolve(),
+            out,
+            args.dvc_remote or settings.dvc_remote,
+            settings.storage_options,
+            settings.endpoint_url,
+        )
+    except (SettingsError, RegistryError, DvcError, ReproductionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if differences:
@@ -153,7 +188,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"v{args.version} reproduced: same training bytes, same metrics, same model files")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,6 +5,7 @@ a run acting on its own model only, and an operator's freeze."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import shutil
 import signal
@@ -23,7 +24,7 @@ from ml.registry.model_registry import ModelRegistry
 from ml.training.training_set import folder_md5
 from orchestration.maintenance import maintenance
 from orchestration.registry_jobs import champion_sync
-from resources import LakeResource, LocalLauncher, TrainingRequest
+from resources import ArtifactsResource, LakeResource, LocalLauncher, TrainingRequest
 from tests.conftest import ASSETS, FAST_TRAINING, PROJECT, TrainingPlatform, day, failures, set_training
 
 CHAIN = [
@@ -64,7 +65,7 @@ def _chain(
 def test_first_candidate_becomes_champion_with_full_lineage(trained: TrainingPlatform) -> None:
     result = _chain(trained)
     assert result.success
-    registry = ModelRegistry(trained.store)
+    registry = trained.registry
     champion = registry.champion()
     assert champion is not None and champion.version == 1
     assert champion.feature_table_version == trained.store.version("features/flight_features")
@@ -83,7 +84,12 @@ def test_first_candidate_becomes_champion_with_full_lineage(trained: TrainingPla
     for plot in ("plot_roc", "plot_auc_intervals"):
         assert "data:image/png;base64," in evaluation_meta[plot].value
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"beats_champion": True, "beats_boosted_trees": True, "calibrated": True}
+    assert checks == {
+        "beats_champion": True,
+        "beats_boosted_trees": True,
+        "calibrated": True,
+        "clean_source": True,
+    }
 
     # The decision and its figures: in the registry, in evaluation.json beside the model, in the UI.
     gate = champion.metrics["gate"]
@@ -105,6 +111,33 @@ def test_first_candidate_becomes_champion_with_full_lineage(trained: TrainingPla
     assert evaluation_meta["gate_passed"].value is True
     assert "| vs boosted_trees |" in evaluation_meta["gate"].value
 
+    # Lineage: the key under the artifacts root, the bronze versions the features read, the tree, the run.
+    stored = trained.store.read("registry/models").row(0, named=True)
+    assert (
+        stored["artifact_uri"] == Path(champion.artifact_uri).name
+        and not Path(stored["artifact_uri"]).is_absolute()
+    )
+    assert champion.artifact_uri == str(trained.root / "models" / stored["artifact_uri"])
+    lineage = champion.lineage
+    assert lineage["run_id"] == result.run_id
+    assert lineage["bronze_versions"] == {
+        "bronze/flights": [trained.store.version("bronze/flights")],
+        "bronze/planes": [trained.store.version("bronze/planes")],
+        "bronze/weather": [trained.store.version("bronze/weather")],
+    }
+    assert lineage["source"]["commit"] == champion.git_commit.removesuffix("-dirty")
+    assert lineage["source"]["dvc_lock"] in ("untracked", "modified", "committed")
+    registry_commits = trained.store.history("registry/models")
+    assert {c.get("run_id") for c in registry_commits if "registry_change" in c} == {result.run_id}
+    assert trained_meta["lineage_complete"].value is True
+    assert trained_meta["registered_by_run"].value == result.run_id
+    landing = trained_meta["landing_files"].value
+    for n in (1, 14):
+        for dataset in ("flights", "weather"):
+            name = f"{dataset}/{day(n).isoformat()}.csv"
+            digest = hashlib.md5((trained.landing_dir / name).read_bytes()).hexdigest()
+            assert f"| {name} | {digest} |" in landing
+
 
 def test_a_candidate_that_fails_the_gate_is_rejected_and_the_champion_stays(
     trained: TrainingPlatform,
@@ -115,10 +148,15 @@ def test_a_candidate_that_fails_the_gate_is_rejected_and_the_champion_stays(
     result = _chain(trained, {"champion_margin": 0.0})
     assert not result.success
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"beats_champion": False, "beats_boosted_trees": True, "calibrated": True}
-    versus_champion = ModelRegistry(trained.store).get(2).metrics["gate"]["comparisons"]["champion"]
+    assert checks == {
+        "beats_champion": False,
+        "beats_boosted_trees": True,
+        "calibrated": True,
+        "clean_source": True,
+    }
+    versus_champion = trained.registry.get(2).metrics["gate"]["comparisons"]["champion"]
     assert versus_champion["low"] <= 0.0 and versus_champion["margin"] == 0.0
-    registry = ModelRegistry(trained.store)
+    registry = trained.registry
     statuses = {m.version: m.status for m in registry.versions()}
     assert statuses == {1: "champion", 2: "rejected"}
     promoted = [e for e in result.get_asset_materialization_events() if e.asset_key.path[0] == "deployment"]
@@ -126,8 +164,8 @@ def test_a_candidate_that_fails_the_gate_is_rejected_and_the_champion_stays(
 
 
 def reproduce_v1(*arguments: str | Path) -> subprocess.CompletedProcess[str]:
-    """`python -m ml.registry.reproduce --version 1 ARGUMENTS...` from the project root, as a user runs it."""
-    command = [sys.executable, "-m", "ml.registry.reproduce", "--version", "1", *map(str, arguments)]
+    """`python -m ml.reproduce --version 1 ARGUMENTS...` from the project root, as a user runs it."""
+    command = [sys.executable, "-m", "ml.reproduce", "--version", "1", *map(str, arguments)]
     return subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, check=False)
 
 
@@ -148,7 +186,7 @@ def test_reproduce_restores_the_exact_training_set_and_metrics(trained: Training
     assert "reproduces the snapshot" in done.stdout
     assert "v1 reproduced: same training bytes, same metrics, same model files" in done.stdout
     assert "byte-identical to the registered model md5" in done.stdout
-    registered = ModelRegistry(trained.store).get(1).metrics["training"]
+    registered = trained.registry.get(1).metrics["training"]
     again = json.loads((out / "model" / "metrics.json").read_text())
     assert again["validation"] == registered["validation"]
     assert again["calibration"] == registered["calibration"]
@@ -223,7 +261,7 @@ def test_a_retried_training_step_resumes_from_its_checkpoint_to_the_uninterrupte
     assert "training node lost" in retry.event_specific_data.error.to_string()  # type: ignore[union-attr]
     logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert any("resumed from checkpoint" in m for m in logs)
-    resumed = ModelRegistry(trained.store).get(1)
+    resumed = trained.registry.get(1)
 
     uninterrupted = trained.root / "uninterrupted"
     subprocess.run(
@@ -260,8 +298,13 @@ def test_a_first_candidate_worse_than_boosted_trees_is_rejected_and_nothing_is_p
     result = _chain(trained, {"baseline_margin": 0.0})
     assert not result.success
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"beats_champion": True, "beats_boosted_trees": False, "calibrated": True}
-    registry = ModelRegistry(trained.store)
+    assert checks == {
+        "beats_champion": True,
+        "beats_boosted_trees": False,
+        "calibrated": True,
+        "clean_source": True,
+    }
+    registry = trained.registry
     assert registry.champion() is None
     assert [m.status for m in registry.versions()] == ["rejected"]
 
@@ -270,7 +313,7 @@ def test_a_deleted_champion_artifact_stops_evaluation_and_leaves_the_champion(
     trained: TrainingPlatform,
 ) -> None:
     assert _chain(trained).success
-    champion = ModelRegistry(trained.store).champion()
+    champion = trained.registry.champion()
     assert champion is not None
     shutil.rmtree(champion.artifact_uri)
     set_training(trained, {"seed": 1})
@@ -280,7 +323,7 @@ def test_a_deleted_champion_artifact_stops_evaluation_and_leaves_the_champion(
     assert f"model version {champion.version} points at {champion.artifact_uri}" in str(
         failure.step_failure_data.error
     )
-    after = ModelRegistry(trained.store)
+    after = trained.registry
     assert after.champion() is not None and after.champion().version == champion.version  # type: ignore[union-attr]
 
 
@@ -299,7 +342,7 @@ def test_a_missing_dvc_remote_fails_the_snapshot_and_keeps_the_previous_one_and_
     assert "DVC remote 'local' is missing" in str(failure.step_failure_data.error)
     assert (trained.repo / "dvc.lock").read_bytes() == lock_before
     assert folder_md5(trained.repo / "data" / "training_set") == snapshot_before
-    registry = ModelRegistry(trained.store)
+    registry = trained.registry
     assert [(m.version, m.status) for m in registry.versions()] == [(1, "champion")]
 
 
@@ -319,8 +362,8 @@ def concurrent_registration(after: dg.AssetsDefinition) -> dg.AssetsDefinition:
         deps=[after],
         op_tags={"dagster/priority": "10"},
     )
-    def _register(lake: LakeResource) -> None:
-        registry = ModelRegistry(lake.store())
+    def _register(lake: LakeResource, artifacts: ArtifactsResource) -> None:
+        registry = ModelRegistry(lake.store(), artifacts.root)
         mine = registry.latest("candidate")
         assert mine is not None
         folder = Path(mine.artifact_uri).parent / f"concurrent-of-v{mine.version}"
@@ -345,7 +388,7 @@ def concurrent_registration(after: dg.AssetsDefinition) -> dg.AssetsDefinition:
 def test_evaluation_and_promotion_act_on_their_runs_model_even_when_a_newer_candidate_exists(
     trained: TrainingPlatform,
 ) -> None:
-    registry = ModelRegistry(trained.store)
+    registry = trained.registry
     # A concurrent candidate (v2) lands after this run trained v1: the run must not evaluate v2.
     result = _chain(trained, extra=(concurrent_registration(candidate_model),))
     assert not result.success
@@ -383,13 +426,18 @@ def test_evaluation_and_promotion_act_on_their_runs_model_even_when_a_newer_cand
 def test_a_freeze_holds_a_passed_candidate_until_the_operator_unfreezes_and_promotes_it(
     trained: TrainingPlatform, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    registry = ModelRegistry(trained.store)
+    registry = trained.registry
     registry.freeze("holiday change freeze", now=dt.datetime.now(dt.UTC), by="ops")
     instance = dg.DagsterInstance.ephemeral()
     result = _chain(trained, instance=instance)
     assert not result.success
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"beats_champion": True, "beats_boosted_trees": True, "calibrated": True}
+    assert checks == {
+        "beats_champion": True,
+        "beats_boosted_trees": True,
+        "calibrated": True,
+        "clean_source": True,
+    }
     events = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
     assert events["training/evaluation"].materialization.metadata["promotions_frozen"].value is True
     error = failures(result)["deployment__champion_model"]

@@ -166,6 +166,23 @@ def test_without_a_champion_the_gate_records_no_comparison_with_one() -> None:
         gate(paired_bootstrap(y, day, {"candidate": predictions["candidate"]}), 0.01, STRICT)
 
 
+def test_a_dirty_source_tree_is_recorded_and_refused_only_when_the_gate_is_told_to() -> None:
+    y, day, predictions = noisy_split(candidate_noise=(0.0, 0.0), days=30, per_day=300)
+    calibration = expected_calibration_error(y, predictions["candidate"])
+    bootstrap = paired_bootstrap(y, day, predictions)
+    dirty = {"commit": "abc123", "changed": ["ml/training/model.py"], "dirty": True}
+    recorded = gate(bootstrap, calibration, STRICT, dirty)
+    assert recorded.passed and recorded.clean_source.passed
+    assert "uncommitted changes (ml/training/model.py); recorded; passes" in recorded.clean_source.explanation
+    refused = gate(bootstrap, calibration, replace(STRICT, refuse_dirty_source=True), dirty)
+    assert not refused.passed and not refused.clean_source.passed
+    assert "gate.refuse_dirty_source is set: fails" in refused.clean_source.explanation
+    clean = gate(bootstrap, calibration, replace(STRICT, refuse_dirty_source=True), {"commit": "abc123"})
+    assert clean.passed and "clean tree" in clean.clean_source.explanation
+    with pytest.raises(ValueError, match="refuse_dirty_source must be true or false"):
+        GateSettings.from_section({**asdict(STRICT), "refuse_dirty_source": "yes"})
+
+
 def test_gate_settings_come_from_the_params_section_and_refuse_gaps_typos_and_nonsense() -> None:
     assert GateSettings.from_section(load_params(PROJECT / "params.yaml")["gate"]) == STRICT
     section = asdict(STRICT)

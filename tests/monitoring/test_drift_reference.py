@@ -13,7 +13,6 @@ from ml.lake.tables import DRIFT_TABLE
 from ml.monitoring.reference import find_reference
 from ml.monitoring.reports import check_drift_table
 from ml.registry.dvc_repo import TRAINING_SET_PATH
-from ml.registry.model_registry import ModelRegistry
 from ml.training.training_set import folder_md5
 from tests.conftest import failures
 from tests.monitoring.conftest import CALM_LAST, YearPlatform, days_of, write_days
@@ -62,7 +61,7 @@ def test_without_a_champion_the_training_set_on_disk_is_the_reference_and_the_ru
     year_platform: YearPlatform,
 ) -> None:
     p = year_platform
-    assert ModelRegistry(p.store).champion() is None
+    assert p.registry.champion() is None
     meta = metadata(p.materialize("monitoring/drift"))
     assert meta["reference"].value == "no champion yet: the training set on disk"
     assert meta["reference_md5"].value == p.repo.locked_output("training_set", TRAINING_SET_PATH).md5
@@ -95,7 +94,7 @@ def test_a_restore_replaces_a_half_written_copy_and_drops_the_previous_champions
     previous.mkdir()
     (previous / "manifest.json").write_text("{}")
     # Pointed at a folder without a training set, the champion's must come from DVC.
-    reference = find_reference(ModelRegistry(p.store).champion(), p.repo, p.root / "elsewhere", cache)
+    reference = find_reference(p.registry.champion(), p.repo, p.root / "elsewhere", cache)
     assert reference is not None and reference.folder == cache / md5
     assert folder_md5(cache / md5) == folder_md5(p.training_set)
     assert sorted(c.name for c in cache.iterdir()) == [md5]

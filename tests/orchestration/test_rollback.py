@@ -17,7 +17,7 @@ from ml.lake.delta import DeltaStore
 from ml.registry.cli import main
 from ml.registry.model_registry import ModelRegistry
 from orchestration.registry_jobs import champion_sync, rollback
-from resources import LakeResource
+from resources import ArtifactsResource, LakeResource
 
 PROJECT = Path(__file__).resolve().parents[2]
 PASSED = {"passed": True, "beats_champion": "ok", "beats_boosted_trees": "ok"}
@@ -68,7 +68,10 @@ def test_rollback_job_makes_an_earlier_version_champion_and_shows_it_on_the_cham
     instance = dg.DagsterInstance.ephemeral()
     result = rollback.execute_in_process(
         run_config={"ops": {"rollback_champion": {"config": {"version": 1, "reason": "v2 drifts"}}}},
-        resources={"lake": LakeResource(root=str(tmp_path / "lake"))},
+        resources={
+            "lake": LakeResource(root=str(tmp_path / "lake")),
+            "artifacts": ArtifactsResource(root=str(tmp_path / "models")),
+        },
         instance=instance,
     )
     assert result.success
@@ -80,7 +83,8 @@ def test_rollback_job_makes_an_earlier_version_champion_and_shows_it_on_the_cham
         "previous_champion": 2,
         "reason": "v2 drifts",
         "trigger": "rollback",
-        "onnx_uri": str(tmp_path / "a" / "model.onnx"),
+        "model_md5": "a",
+        "training_set_md5": "a",
         "roc_auc": 0.7,
         "promotions_frozen": False,
     }
@@ -91,7 +95,10 @@ def test_the_rollback_job_refuses_a_version_that_never_passed_a_gate(tmp_path: P
     unevaluated = _register(registry, tmp_path / "c", {})
     result = rollback.execute_in_process(
         run_config={"ops": {"rollback_champion": {"config": {"version": unevaluated}}}},
-        resources={"lake": LakeResource(root=str(tmp_path / "lake"))},
+        resources={
+            "lake": LakeResource(root=str(tmp_path / "lake")),
+            "artifacts": ArtifactsResource(root=str(tmp_path / "models")),
+        },
         raise_on_error=False,
     )
     assert not result.success
@@ -108,7 +115,7 @@ def test_champion_sync_records_a_command_line_rollback_and_nothing_when_in_sync(
     lake = LakeResource(root=str(tmp_path / "lake"))
     rollback.execute_in_process(
         run_config={"ops": {"rollback_champion": {"config": {"version": 1}}}},
-        resources={"lake": lake},
+        resources={"lake": lake, "artifacts": ArtifactsResource(root=str(tmp_path / "models"))},
         instance=instance,
     )
 

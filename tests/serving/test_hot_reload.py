@@ -9,7 +9,6 @@ import time
 
 from starlette.testclient import TestClient
 
-from ml.registry.model_registry import ModelRegistry
 from serving.app import create_app
 from tests.conftest import ADMIN_TOKEN, Served, bearer
 from tests.serving.test_api import flight
@@ -24,7 +23,7 @@ def register_copy(served: Served) -> int:
     folder = served.platform.root / "models" / "copy-for-reload"
     if not folder.exists():
         shutil.copytree(champion.artifact_uri, folder)
-    return ModelRegistry(served.platform.store).register(
+    return served.platform.registry.register(
         artifact_uri=str(folder),
         onnx_uri=str(folder / "model.onnx"),
         model_md5=f"copy-{champion.model_md5}",
@@ -42,7 +41,7 @@ def register_copy(served: Served) -> int:
 def test_ten_promotions_under_load_fail_no_request_and_serve_only_the_champion_of_the_time(
     served: Served,
 ) -> None:
-    registry = ModelRegistry(served.platform.store)
+    registry = served.platform.registry
     first = served.champion.version
     second = register_copy(served)
     answers: list[tuple[float, float, int, set[int]]] = []

@@ -238,6 +238,7 @@ def test_sigterm_to_the_server_process_writes_every_answer_before_it_exits(
     env = {
         **os.environ,
         "PLATFORM_LAKE_URI": str(served.platform.root / "lake"),
+        "PLATFORM_ARTIFACTS_URI": str(served.platform.root / "models"),
         "PLATFORM_SERVING_TOKEN": TOKEN,
         "PLATFORM_SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
         "PLATFORM_SERVING_PORT": str(port),

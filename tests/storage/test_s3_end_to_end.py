@@ -4,6 +4,10 @@ chosen by configuration alone (PLATFORM_* variables read by `build_resources`)."
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import dagster as dg
 import polars as pl
@@ -52,7 +56,7 @@ def test_landing_to_champion_on_s3(s3_platform: S3Platform) -> None:
     assert not (p.root / "data" / "lake").exists()
 
     # The training set is pinned by DVC and pushed to the remote bucket; a fresh checkout
-    # restores it, as `python -m ml.registry.reproduce --dvc-remote` does (endpoint from AWS_ENDPOINT_URL).
+    # restores it from the remote's URL alone (no endpointurl in its config: DVC takes AWS_ENDPOINT_URL).
     locked = DvcRepo(p.repo).locked_output("training_set", "data/training_set")
     md5 = locked.md5.removesuffix(".dir")
     remote = p.keys("dvc")
@@ -68,7 +72,7 @@ def test_landing_to_champion_on_s3(s3_platform: S3Platform) -> None:
     # The model's artifacts are in the artifacts bucket (checkpoints stay local), and the
     # registry points there; evaluation read them back and published its report beside them.
     assert chain.success
-    champion = ModelRegistry(p.store).champion()
+    champion = ModelRegistry(p.store, artifacts_root=p.env["PLATFORM_ARTIFACTS_URI"]).champion()
     assert champion is not None and champion.artifact_uri.startswith(f"s3://{p.buckets['models']}/models/")
     prefix = champion.artifact_uri.removeprefix(f"s3://{p.buckets['models']}/") + "/"
     models = [k.removeprefix(prefix) for k in p.keys("models")]
@@ -76,6 +80,38 @@ def test_landing_to_champion_on_s3(s3_platform: S3Platform) -> None:
     assert not any(k.startswith("checkpoints/") for k in models)
     report = json.loads(p.read_object("models", prefix + "evaluation/evaluation.json"))
     assert report["gate"]["passed"] is True
+
+    # v1 reproduces from the buckets alone: with the local DVC cache and the training set
+    # gone, `python -m ml.reproduce` (lake and DVC remote from the PLATFORM_* variables, no
+    # --lake) restores both from the S3 remote, re-snapshots the S3 lake and retrains.
+    shutil.rmtree(p.repo / ".dvc" / "cache")
+    shutil.rmtree(p.repo / "data" / "training_set")
+    assert not any((p.root / "dvc-remote").iterdir())  # the repository's own remote holds nothing
+    out = p.root / "reproduced"
+    command = [
+        sys.executable,
+        "-m",
+        "ml.reproduce",
+        "--version",
+        "1",
+        "--repo",
+        str(p.repo),
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(
+        command, cwd=PROJECT, env={**os.environ, **p.env}, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "reproduces the snapshot" in done.stdout
+    assert "byte-identical to the registered model md5" in done.stdout
+    assert "v1 reproduced: same training bytes, same metrics, same model files" in done.stdout
+
+    # Its lineage walks the buckets too: landing files in the landing bucket, md5 by md5.
+    walk = [sys.executable, "-m", "ml.lineage", "--version", "1", "--repo", str(p.repo)]
+    traced = subprocess.run(walk, cwd=PROJECT, env={**os.environ, **p.env}, capture_output=True, text=True)
+    assert traced.returncode == 0, traced.stdout + traced.stderr
+    assert "every link checked" in traced.stdout and "ok   bronze/flights " in traced.stdout
 
     # Credentials came from the environment only: no run's events, logs, tags or config
     # carry them, and DVC's configuration does not either.
