@@ -149,8 +149,13 @@ def is_location(uri: str) -> bool:
 
 
 def resolve_artifact(uri: str, artifacts_root: str) -> str:
-    """A stored artifact URI as a location: a key joined to the artifacts root, a location as it is."""
-    return uri if is_location(uri) or not artifacts_root else join_uri(artifacts_root, uri)
+    """A stored artifact URI as a location: a key joined to the artifacts root, a location as it is.
+
+    Rows written before keys held the root-prefixed path (`.data/models/<key>`): kept as they are.
+    """
+    if is_location(uri) or not artifacts_root or uri.startswith(artifacts_root.rstrip("/") + "/"):
+        return uri
+    return join_uri(artifacts_root, uri)
 
 
 @dataclass(frozen=True)
