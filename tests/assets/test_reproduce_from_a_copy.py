@@ -37,22 +37,11 @@ def _train_up_to(p: TrainingPlatform, last: int) -> dg.ExecuteInProcessResult:
 
 
 def _reproduce(version: int, copy: Path) -> subprocess.CompletedProcess[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "ml.reproduce",
-        "--version",
-        str(version),
-        "--lake",
-        str(copy / "lake"),
-        "--repo",
-        str(copy / "repo"),
-        "--dvc-remote",
-        str(copy / "dvc-remote"),
-        "--out",
-        str(copy / "reproduced" / f"v{version}"),
-    ]
-    return subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, check=False)
+    """As an operator of the copy runs it: from the copied repository, locations from the environment."""
+    command = [sys.executable, "-m", "ml.reproduce", "--version", str(version)]
+    command += ["--out", str(copy / "reproduced" / f"v{version}")]
+    env = {**os.environ, "PLATFORM_DATA_DIR": str(copy), "PLATFORM_DVC_REMOTE": str(copy / "dvc-remote")}
+    return subprocess.run(command, cwd=copy / "repo", env=env, capture_output=True, text=True, check=False)
 
 
 def test_every_registered_version_reproduces_from_a_copy_after_retrainings_and_a_vacuum(
