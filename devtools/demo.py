@@ -119,6 +119,8 @@ def main() -> int:
         f"\nDagster instance: {home}\nOpen the UI with `make dev`, then http://127.0.0.1:3000 "
         "(Assets shows every table and model; Runs shows these runs).\n"
         "Registry: python -m ml.registry.cli list\n"
+        "Lineage of a model, down to its landing files: python -m ml.lineage --version N\n"
+        "Rebuild it byte for byte: python -m ml.reproduce --version N\n"
         "Model server: set PLATFORM_SERVING_TOKEN and PLATFORM_SERVING_ADMIN_TOKEN, then `make serve` "
         "(http://127.0.0.1:8080, README: Serving)"
     )

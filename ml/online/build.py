@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import polars as pl
+
 from ml.lake.delta import DeltaStore
 from ml.lake.tables import BRONZE_FLIGHTS, BRONZE_PLANES, BRONZE_WEATHER, FEATURES_TABLE
 from ml.online.snapshot import OnlineSnapshot, build_snapshot, history_days, weather_days
@@ -16,15 +18,21 @@ def servable_first_day(last_day: dt.date, servable_days: int) -> dt.date:
 
 def online_snapshot_from_lake(store: DeltaStore, servable_days: int) -> OnlineSnapshot:
     """Feature inputs up to the last feature day, with the versions of the tables they came from."""
-    last = store.last_day(FEATURES_TABLE, "flight_date")
+    sources = {t: store.version(t) for t in (BRONZE_FLIGHTS, BRONZE_WEATHER, BRONZE_PLANES, FEATURES_TABLE)}
+    last = (
+        store.scan(FEATURES_TABLE, sources[FEATURES_TABLE])
+        .select(pl.col("flight_date").max())
+        .collect()
+        .item()
+    )
     if last is None:
         raise ValueError(f"{FEATURES_TABLE} has no rows: materialize features before the online snapshot")
     first = servable_first_day(last, servable_days)
-    sources = {t: store.version(t) for t in (BRONZE_FLIGHTS, BRONZE_WEATHER, BRONZE_PLANES, FEATURES_TABLE)}
+    # Read at the versions the manifest records, so its sources name exactly what it holds.
     return build_snapshot(
-        store.read_days(BRONZE_FLIGHTS, "flight_date", *history_days(first, last)),
-        store.read_days(BRONZE_WEATHER, "obs_date", *weather_days(first, last)),
-        store.read(BRONZE_PLANES),
+        store.read_days(BRONZE_FLIGHTS, "flight_date", *history_days(first, last), sources[BRONZE_FLIGHTS]),
+        store.read_days(BRONZE_WEATHER, "obs_date", *weather_days(first, last), sources[BRONZE_WEATHER]),
+        store.read(BRONZE_PLANES, sources[BRONZE_PLANES]),
         first,
         last,
         sources,
