@@ -447,13 +447,15 @@ def test_a_freeze_holds_a_passed_candidate_until_the_operator_unfreezes_and_prom
     assert instance.get_latest_materialization_event(CHAMPION_KEY) is None
 
     # The operator does what the message says; the champion's page then catches up.
-    lake = str(trained.root / "lake")
-    assert registry_cli(["--lake", lake, "unfreeze"]) == 0
-    assert registry_cli(["--lake", lake, "promote", "1", "--reason", "after the holidays"]) == 0
+    where = ["--lake", str(trained.root / "lake"), "--artifacts", str(trained.root / "models")]
+    assert registry_cli([*where, "unfreeze"]) == 0
+    assert registry_cli([*where, "promote", "1", "--reason", "after the holidays"]) == 0
     capsys.readouterr()
     assert registry.champion().version == 1  # type: ignore[union-attr]
     tick = champion_sync(
-        dg.build_sensor_context(instance=instance, resources={"lake": LakeResource(root=lake)})
+        dg.build_sensor_context(
+            instance=instance, resources={"lake": LakeResource(root=str(trained.root / "lake"))}
+        )
     )
     assert isinstance(tick, dg.SensorResult) and tick.asset_events
     shown = {k: v.value for k, v in tick.asset_events[0].metadata.items()}

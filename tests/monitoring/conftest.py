@@ -70,6 +70,10 @@ class YearPlatform:
         return self.lake.store()
 
     @property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.store, str(self.root / "models"))
+
+    @property
     def repo(self) -> DvcRepo:
         return self.dvc.repo()
 
