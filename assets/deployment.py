@@ -12,9 +12,12 @@ import dagster as dg
 
 from assets.run_models import run_candidate_version
 from assets.training import evaluation
+from ml.monitoring.shadow import ShadowPolicy
 from ml.registry.candidates import candidate_of_run
+from ml.registry.dvc_repo import PARAMS_FILE
 from ml.registry.model_registry import ModelRegistry, ModelVersion
-from resources import ArtifactsResource, LakeResource
+from ml.training.params import load_params
+from resources import ArtifactsResource, DvcResource, LakeResource
 
 CHAMPION_KEY = dg.AssetKey(["deployment", "champion_model"])
 
@@ -37,13 +40,15 @@ def champion_metadata(
 
 @dg.asset(key=CHAMPION_KEY, group_name="deployment", deps=[evaluation], kinds={"delta"})
 def champion_model(
-    context: dg.AssetExecutionContext, lake: LakeResource, artifacts: ArtifactsResource
+    context: dg.AssetExecutionContext, lake: LakeResource, artifacts: ArtifactsResource, dvc: DvcResource
 ) -> dg.MaterializeResult:
-    """Promotes the candidate its run evaluated, unless promotions are frozen.
+    """Promotes the candidate its run evaluated, or serves it in shadow first (`promotion:` in params.yaml).
 
     The evaluation's blocking checks keep a failed candidate from getting here; the registry
     refuses one without a passed gate anyway. A freeze fails this step and leaves the
-    candidate a candidate, to promote from the CLI once unfrozen.
+    candidate a candidate, to promote from the CLI once unfrozen. With `shadow_days` set and
+    a champion serving, the candidate becomes the shadow instead, and the `shadow_verdict`
+    job promotes or rejects it on live outcomes.
     """
     registry = ModelRegistry(lake.store(), artifacts.root, context.run.run_id)
     version = run_candidate_version(context)
@@ -52,8 +57,22 @@ def champion_model(
         context.log.warning(
             f"this run trained no candidate_model; promoting the newest candidate v{candidate.version}"
         )
+    now = dt.datetime.now(dt.UTC)
+    policy = ShadowPolicy.from_params(load_params(dvc.path(PARAMS_FILE)))
+    champion = registry.champion()
+    if policy.requires_shadow and champion is not None:
+        replaced = registry.start_shadow(candidate.version, "passed its gate: serving in shadow", now=now)
+        context.log.info(
+            f"v{candidate.version} serves in shadow beside champion v{champion.version} for "
+            f"{policy.shadow_days} day(s) of outcomes"
+            + (f"; v{replaced.version} superseded" if replaced else "")
+        )
+        metadata = champion_metadata(champion, None, "unchanged", "shadow", registry.frozen() is not None)
+        return dg.MaterializeResult(
+            metadata={**metadata, "shadow_version": candidate.version, "shadow_days": policy.shadow_days}
+        )
     reason = f"gate passed: {(candidate.metrics.get('gate') or {}).get('beats_champion')}"
-    previous = registry.promote_passed(candidate.version, reason, now=dt.datetime.now(dt.UTC))
+    previous = registry.promote_passed(candidate.version, reason, now=now)
     context.log.info(
         f"v{candidate.version} is the champion" + (f"; v{previous.version} archived" if previous else "")
     )

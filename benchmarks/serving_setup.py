@@ -128,17 +128,42 @@ def build_platform(root: Path, days: int) -> ServingPlatform:
 
 @dataclass
 class Server:
-    """A running `python -m serving`: where it listens and its log file."""
+    """A running `python -m serving`: where it listens (the API, /metrics) and its log file."""
 
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    metrics_port: int
 
     def connection(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
 
     def url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def metrics(self) -> dict[str, float]:
+        """The server's /metrics samples, by name with labels (`name{label="value"}`), summed if repeated."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
+        try:
+            connection.request("GET", "/metrics")
+            text = connection.getresponse().read().decode()
+        finally:
+            connection.close()
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = samples.get(name, 0.0) + float(value)
+        return samples
+
+    def peak_rss(self) -> int:
+        """The process's peak resident set (VmHWM) in bytes, while it runs; 0 once it has exited."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return 0
+        line = next((line for line in status.splitlines() if line.startswith("VmHWM:")), "VmHWM: 0 kB")
+        return int(line.split()[1]) * 1024
 
 
 def headers(token: str = TOKEN) -> dict[str, str]:
@@ -148,14 +173,16 @@ def headers(token: str = TOKEN) -> dict[str, str]:
 @contextmanager
 def server(platform: ServingPlatform, log: Path, **settings: str) -> Iterator[Server]:
     """`python -m serving` on a free port of 127.0.0.1, ready (`/readyz` answers 200) when yielded."""
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "PLATFORM_LAKE_URI": platform.lake_uri,
+        "PLATFORM_ARTIFACTS_URI": str(platform.root / "models"),
         "PLATFORM_SERVING_TOKEN": TOKEN,
         "PLATFORM_SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
         "PLATFORM_SERVING_HOST": "127.0.0.1",
         "PLATFORM_SERVING_PORT": str(port),
+        "PLATFORM_SERVING_METRICS_PORT": str(metrics_port),
         "PLATFORM_SERVING_POLL_SECONDS": "0",
         "PLATFORM_SERVING_CACHE_DIR": str(platform.root / "serving-cache"),
         **{f"PLATFORM_SERVING_{k.upper()}": v for k, v in settings.items()},
@@ -164,7 +191,7 @@ def server(platform: ServingPlatform, log: Path, **settings: str) -> Iterator[Se
         process = subprocess.Popen(
             [sys.executable, "-m", "serving"], cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    running = Server(port, process, log)
+    running = Server(port, process, log, metrics_port)
     try:
         _wait_ready(running)
         yield running

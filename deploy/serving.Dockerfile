@@ -15,11 +15,13 @@ RUN pip install \
     "deltalake>=1.6,<2" \
     "holidays>=0.60" \
     "numpy>=2" \
+    "onnx>=1.17" \
     "onnxruntime>=1.20" \
     "polars>=2.1,<3" \
     "prometheus-client>=0.21" \
     "pyarrow>=18" \
     "pydantic>=2.7,<3" \
+    "pyyaml>=6" \
     "starlette>=0.46" \
     "uvicorn[standard]>=0.30"
 WORKDIR /src
@@ -33,14 +35,17 @@ RUN groupadd --gid 1000 serving \
     && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin serving
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /opt/flightdelay
-# The server binds every interface inside the container (its default is loopback, for a laptop).
+# The server binds every interface inside the container (its default is loopback, for a laptop),
+# the API on 8080 and the metrics on 9464 (a NetworkPolicy tells the two apart).
 # HOME and the default model cache are under /tmp: pods run on a read-only root with an emptyDir there.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     PLATFORM_SERVING_HOST=0.0.0.0 \
-    PLATFORM_SERVING_PORT=8080
+    PLATFORM_SERVING_PORT=8080 \
+    PLATFORM_SERVING_METRICS_HOST=0.0.0.0 \
+    PLATFORM_SERVING_METRICS_PORT=9464
 USER 1000:1000
-EXPOSE 8080
+EXPOSE 8080 9464
 CMD ["python", "-m", "serving"]

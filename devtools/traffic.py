@@ -118,6 +118,7 @@ def model_server(root: Path, env: Mapping[str, str]) -> Iterator[ModelServer]:
         "PLATFORM_SERVING_ADMIN_TOKEN": secrets.token_hex(16),
         "PLATFORM_SERVING_HOST": "127.0.0.1",
         "PLATFORM_SERVING_PORT": str(port),
+        "PLATFORM_SERVING_METRICS_PORT": str(free_port()),
         "PLATFORM_SERVING_POLL_SECONDS": "2",
         "PLATFORM_SERVING_CACHE_DIR": str(root / "serving-cache"),
     }

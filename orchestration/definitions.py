@@ -25,6 +25,7 @@ from orchestration.registry_jobs import champion_sync, rollback
 from orchestration.retraining import DEFAULT_RETRAIN_CRON, retrain_sensor, weekly_retraining_schedule
 from orchestration.schedules import DEFAULT_AT, daily_ingestion_schedule
 from orchestration.sensors import features_automation_sensor, landing_sensor
+from orchestration.shadow_jobs import shadow_verdict, shadow_verdict_schedule
 
 ASSET_MODULES = [bronze, features, training, deployment, monitoring]
 """One module per asset-key prefix: `bronze/flights` is in `assets/bronze.py`, and its group is `bronze`."""
@@ -43,6 +44,7 @@ def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
             training_job,
             maintenance,
             rollback,
+            shadow_verdict,
             monitoring_job,
             freshness_job,
         ],
@@ -50,6 +52,7 @@ def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
             daily_ingestion_schedule(env.get("PLATFORM_DAILY_INGESTION_AT", DEFAULT_AT)),
             maintenance_schedule,
             monitoring_schedule,
+            shadow_verdict_schedule,
             weekly_retraining_schedule(env.get("PLATFORM_RETRAIN_CRON", DEFAULT_RETRAIN_CRON)),
         ],
         sensors=[

@@ -111,7 +111,10 @@ def request_chain(sources: Sources, request_id: str) -> tuple[Chain, int]:
     store = sources.registry.store
     if not store.exists(PREDICTIONS_TABLE):
         raise RegistryError(f"no prediction log at {store.uri(PREDICTIONS_TABLE)}")
-    rows = store.scan(PREDICTIONS_TABLE).filter(pl.col("request_id") == request_id).collect()
+    answered = store.scan(PREDICTIONS_TABLE).filter(pl.col("request_id") == request_id)
+    if "role" in answered.collect_schema():  # a shadow's answers were scored beside it, never sent
+        answered = answered.filter(pl.col("role").is_null() | (pl.col("role") != "shadow"))
+    rows = answered.collect()
     if rows.is_empty():
         raise RegistryError(
             f"request {request_id} is not in the prediction log {store.uri(PREDICTIONS_TABLE)}"

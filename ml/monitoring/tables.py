@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 
 import polars as pl
-from deltalake import CommitProperties, write_deltalake
+from deltalake import CommitProperties, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from ml.lake.delta import COMMIT_ATTEMPTS, TABLE_CONFIGURATION, DeltaStore
@@ -35,20 +35,39 @@ PREDICTION_LOG_SCHEMA: dict[str, pl.DataType] = {
     "distance": pl.Int32(),
     "flight_date": pl.Date(),
     "delay_probability": pl.Float64(),
+    "role": pl.String(),
+    "client": pl.String(),
+    "unknown_fields": pl.String(),
 }
 """One row per flight answered. `requested_at` is when the answer was logged (right after
 scoring); `position` is the flight's index in its request; `flight_date` is the local New
-York day of the departure; `flight` is null unless the client sent a flight number."""
+York day of the departure; `flight` is null unless the client sent a flight number. `role`
+is `champion` for the answer sent, `shadow` for the challenger's answer scored beside it
+(never sent); `client` names the token that asked; `unknown_fields` lists, comma-separated,
+the fields whose value the model had never seen. Rows logged before these three columns
+existed hold nulls there (a null role is the champion's)."""
 
 
-def append(store: DeltaStore, table: str, frame: pl.DataFrame, commit_metadata: Mapping[str, str]) -> int:
+def append(
+    store: DeltaStore,
+    table: str,
+    frame: pl.DataFrame,
+    commit_metadata: Mapping[str, str],
+    transaction: tuple[str, int] | None = None,
+) -> int:
     """Append `frame` in one commit (creating the table if there is none); returns the version read after it.
 
     Two writers creating the same table at once collide on version 0; the loser retries
-    as an append. Any other error is raised as it is.
+    as an append. Any other error is raised as it is. `transaction` (app id, version) is
+    recorded in the same commit (a Delta `txn` action, `DeltaTable.transaction_version`),
+    so a writer can tell after a crash whether its append landed.
     """
     options = dict(store.storage_options) if store.storage_options else None
-    properties = CommitProperties(custom_metadata=dict(commit_metadata), max_commit_retries=50)
+    properties = CommitProperties(
+        custom_metadata=dict(commit_metadata),
+        max_commit_retries=50,
+        app_transactions=[Transaction(*transaction)] if transaction is not None else None,
+    )
     data = frame.to_arrow()
     for attempt in range(COMMIT_ATTEMPTS):
         try:
@@ -56,6 +75,8 @@ def append(store: DeltaStore, table: str, frame: pl.DataFrame, commit_metadata: 
                 store.uri(table),
                 data,
                 mode="append",
+                # A table from before a column was added gains it (older rows read as null).
+                schema_mode="merge",
                 configuration=TABLE_CONFIGURATION,
                 storage_options=options,
                 commit_properties=properties,

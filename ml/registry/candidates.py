@@ -17,7 +17,7 @@ from ml.lake.tables import FEATURES_TABLE
 from ml.lineage.ledger import read_versions, training_window
 from ml.registry.artifacts import TIMINGS, UNPINNED, ArtifactStore
 from ml.registry.dvc_repo import MODEL_PATH, TRAINING_SET_PATH, DvcRepo
-from ml.registry.model_registry import ModelRegistry, ModelVersion, RegistryError
+from ml.registry.model_registry import FILES, ModelRegistry, ModelVersion, RegistryError, file_md5s
 from ml.registry.provenance import git_commit, model_key, source_tree
 from ml.training.training_set import read_manifest
 
@@ -61,9 +61,15 @@ def pin_model(repo: DvcRepo, out: Path) -> str:
 def register_candidate(
     registry: ModelRegistry, repo: DvcRepo, artifacts: ArtifactStore, run: TrainingRun, now: dt.datetime
 ) -> Candidate:
-    """Pin, publish and register the model that `run` wrote."""
+    """Pin, publish and register the model that `run` wrote.
+
+    The registry row keeps the md5 of every pinned file (`lineage.files`), taken from the copy DVC
+    pinned: promotion (`check_artifacts`) and the model server compare the bytes they read against
+    them, so a file changed after the model was judged is refused rather than served.
+    """
     manifest = read_manifest(run.training_set)
     model_md5 = pin_model(repo, run.out)
+    files = file_md5s(repo.root / MODEL_PATH)
     metrics = json.loads((run.out / "metrics.json").read_text())
     timings = json.loads((run.out / TIMINGS).read_text()) if (run.out / TIMINGS).exists() else []
     artifact_uri = artifacts.publish(run.out, artifacts.uri(run.key))
@@ -87,6 +93,7 @@ def register_candidate(
             "bronze_versions": bronze,
             "source": source_tree(repo.root),
             "training_window": [window[0].isoformat(), window[-1].isoformat()],
+            FILES: files,
         },
     )
     return Candidate(version=version, artifact_uri=artifact_uri, model_md5=model_md5)

@@ -18,6 +18,7 @@ champion through the platform (`promote_passed`, `rollback`). An operator's free
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,10 +29,13 @@ import polars as pl
 
 from ml.lake.delta import DeltaStore
 from ml.lake.schemas import TIMESTAMP_UTC
-from ml.lake.storage import exists, has_scheme, join_uri
+from ml.lake.storage import exists, filesystem, has_scheme, join_uri
 from ml.lake.tables import REGISTRY_EVENTS, REGISTRY_FLAGS, REGISTRY_MODELS
 
-STATUSES = ("candidate", "champion", "archived", "rejected", "superseded")
+STATUSES = ("candidate", "shadow", "champion", "archived", "rejected", "superseded")
+FILES = "files"
+"""Key in `ModelVersion.lineage` of the md5 of every pinned model file, by file name (rows written
+before md5s were recorded have none)."""
 FREEZE_FLAG = "promotions_frozen"
 UNFREEZE_HINT = "python -m ml.registry.cli unfreeze"
 
@@ -187,6 +191,34 @@ class ModelRegistry:
     def champion(self) -> ModelVersion | None:
         champions = [m for m in self.versions() if m.status == "champion"]
         return champions[0] if champions else None
+
+    def shadow(self) -> ModelVersion | None:
+        """The challenger served in shadow beside the champion, if any."""
+        return self.latest("shadow")
+
+    def start_shadow(self, version: int, reason: str, *, now: dt.datetime) -> ModelVersion | None:
+        """Serve a version that passed its gate in shadow; returns the shadow it replaces (superseded).
+
+        Not a promotion: the champion stays, so a freeze does not stop it. The shadow becomes
+        champion only through `promote_passed` once the live comparison allows it.
+        """
+        model = self._servable(version)
+        if not gate_passed(model):
+            raise RegistryError(
+                f"model version {version} {_why_not_passed(model)}; only a passed one can shadow"
+            )
+        if model.status == "champion":
+            raise RegistryError(f"version {version} is the champion; it cannot also be its own shadow")
+        check_artifacts(model, self.store.storage_options)
+        previous = self.shadow()
+        if previous is not None and previous.version == version:
+            return None
+        changes, reasons = {version: "shadow"}, {}
+        if previous is not None:
+            changes[previous.version] = "superseded"
+            reasons[previous.version] = f"replaced in shadow by v{version}"
+        self._transition(changes, reason, now, reasons)
+        return previous
 
     def latest(self, status: str) -> ModelVersion | None:
         matching = [m for m in self.versions() if m.status == status]
@@ -396,7 +428,10 @@ class ModelRegistry:
         label = f"{FREEZE_FLAG}={str(value).lower()} by {by}"
         self.store.overwrite(REGISTRY_FLAGS, frame, self._commit(label))
 
-    def _transition(self, changes: dict[int, str], reason: str, now: dt.datetime) -> None:
+    def _transition(
+        self, changes: dict[int, str], reason: str, now: dt.datetime, reasons: dict[int, str] | None = None
+    ) -> None:
+        """Apply status changes in one commit; `reasons` overrides `reason` per version."""
         frame = self.frame()
         before = dict(zip(frame["version"], frame["status"], strict=True))
         status = pl.col("status")
@@ -404,7 +439,7 @@ class ModelRegistry:
             status = pl.when(pl.col("version") == version).then(pl.lit(new)).otherwise(status)
         self._write(
             frame.with_columns(status.alias("status")),
-            [(v, before[v], new, reason) for v, new in changes.items()],
+            [(v, before[v], new, (reasons or {}).get(v, reason)) for v, new in changes.items()],
             now,
         )
 
@@ -437,8 +472,48 @@ def _why_not_passed(model: ModelVersion) -> str:
     return f"failed its promotion gate ({explained or 'no explanation kept'})"
 
 
+def md5_hex(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def file_md5s(folder: Path) -> dict[str, str]:
+    """The md5 of every file directly in `folder`, by name: what registration records under `FILES`."""
+    return {p.name: md5_hex(p.read_bytes()) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def recorded_md5s(model: ModelVersion) -> dict[str, str]:
+    """The file md5s registration recorded for `model` ({} for a row written before they were)."""
+    files = model.lineage.get(FILES) or {}
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise RegistryError(f"model version {model.version}: lineage.{FILES} is {files!r}, not name -> md5")
+    return dict(files)
+
+
+def md5_mismatch(model: ModelVersion, name: str, data: bytes) -> str | None:
+    """Why `data`, read as `name` of `model`, is not the registered file; None when it is (or none was recorded)."""
+    expected = recorded_md5s(model).get(name)
+    actual = md5_hex(data)
+    if expected is None or actual == expected:
+        return None
+    return (
+        f"model version {model.version}: {name} has md5 {actual}, but {expected} was registered; "
+        "the file changed after registration (restore it with python -m ml.reproduce, or choose another version)"
+    )
+
+
+def read_artifact(uri: str, storage_options: Mapping[str, str] | None = None) -> bytes:
+    fs, path = filesystem(uri, dict(storage_options) if storage_options else None)
+    with fs.open_input_stream(path) as source:
+        return bytes(source.read())
+
+
 def check_artifacts(model: ModelVersion, storage_options: Mapping[str, str] | None = None) -> None:
-    """Refuse a model whose files are gone (in a folder or a bucket), before anything points at it."""
+    """Refuse a model whose files are gone or changed (in a folder or a bucket), before anything points at it.
+
+    Each file whose md5 registration recorded is read and hashed: a promotion or rollback to a
+    model whose weights were overwritten after they were judged would serve something nobody
+    evaluated. A row from before md5s were recorded is checked for presence only.
+    """
     if not model.located:
         raise RegistryError(
             f"model version {model.version} names its artifacts by key ({model.artifact_uri}) relative to "
@@ -450,3 +525,13 @@ def check_artifacts(model: ModelVersion, storage_options: Mapping[str, str] | No
                 f"model version {model.version} points at {uri}, which does not exist; "
                 "restore it (python -m ml.reproduce) or choose another version"
             )
+    for name in sorted(recorded_md5s(model)):
+        uri = join_uri(model.artifact_uri, name)
+        if not exists(uri, dict(storage_options) if storage_options else None):
+            raise RegistryError(
+                f"model version {model.version} lacks {name} ({uri}), which was registered with it; "
+                "restore it (python -m ml.reproduce) or choose another version"
+            )
+        problem = md5_mismatch(model, name, read_artifact(uri, storage_options))
+        if problem is not None:
+            raise RegistryError(problem)

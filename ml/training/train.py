@@ -37,8 +37,10 @@ from ml.registry.artifacts import TIMINGS
 from ml.registry.provenance import params_hash
 from ml.training.calibration import fit_temperature
 from ml.training.model import ModelConfig, ProbabilityModel, TabularNet
+from ml.training.onnx_model import OnnxModel
 from ml.training.params import load_params
 from ml.training.preprocess import Preprocessor
+from ml.training.probe import LABEL, PROBE_FILE, RECORDED, build_probe, probe_scores, write_probe
 from ml.training.progress import (
     ConsoleReporter,
     PipesReporter,
@@ -283,13 +285,24 @@ def write_outputs(
     preprocessor: Preprocessor,
     metrics: dict[str, Any],
     history: list[dict[str, float]],
+    validation: pl.DataFrame,
+    label: str,
 ) -> None:
-    """Every file goes through a temporary name, so a reader never sees a half-written model."""
+    """Every file goes through a temporary name, so a reader never sees a half-written model.
+
+    The probe (`ml.training.probe`) is scored by the exported graph itself, once model.onnx and
+    preprocess.json are in place, on one onnxruntime thread: what the server will compare against
+    is what onnxruntime answers, not the torch model under mixed precision. Its scores go into
+    metrics.json, hence into the registry row, beside the md5 of its file.
+    """
     model = model.cpu().eval()
     _replace(out / "model.pt", lambda p: torch.save(model.state_dict(), p))
     _replace(out / "model.json", lambda p: p.write_text(json.dumps(model.config.to_dict(), indent=2) + "\n"))
     _replace(out / "preprocess.json", lambda p: p.write_text(preprocessor.to_json()))
     _replace(out / "model.onnx", lambda p: export_onnx(model, p))
+    probe = build_probe(validation, label, OnnxModel(out, threads=1))
+    _replace(out / PROBE_FILE, lambda p: write_probe(probe, p))
+    metrics = {**metrics, "probe": probe_scores(probe[LABEL].to_numpy(), probe[RECORDED].to_numpy())}
     _replace(
         out / "metrics.json", lambda p: p.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     )
@@ -378,7 +391,9 @@ def run(
         "epochs_run": progress.epoch,
         "selection": SELECTION,
     }
-    write_outputs(out, trainer.model, preprocessor, metrics, progress.history)
+    write_outputs(
+        out, trainer.model, preprocessor, metrics, progress.history, frames["validation"], manifest["label"]
+    )
     reporter.materialized(materialization_metadata(out, device, metrics, progress.history, fingerprint))
     return metrics
 
@@ -388,7 +403,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m ml.training.train",
         description=(
             "Train the flight-delay network on a training-set snapshot. Writes model.pt (state dict), "
-            "model.json (architecture), preprocess.json, model.onnx, metrics.json, history.json (per-epoch losses) "
+            "model.json (architecture), preprocess.json, model.onnx, probe.parquet (validation rows with the "
+            "exported model's answers, which the server checks before serving it), metrics.json, "
+            "history.json (per-epoch losses) "
             "and timings.json (per-epoch seconds, not part of the pinned model) to OUT, "
             "and checkpoints every epoch to OUT/checkpoints/last.pt; rerunning with the same training set "
             "and train params resumes from that checkpoint. Under Dagster Pipes it logs and reports "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from assets.deployment import CHAMPION_KEY
 from assets.training import candidate_model, evaluation
@@ -161,6 +162,25 @@ def test_a_candidate_that_fails_the_gate_is_rejected_and_the_champion_stays(
     assert statuses == {1: "champion", 2: "rejected"}
     promoted = [e for e in result.get_asset_materialization_events() if e.asset_key.path[0] == "deployment"]
     assert promoted == []
+
+    # With a shadow policy, a candidate that passes is served in shadow first, and the champion stays.
+    params = yaml.safe_load((trained.repo / "params.yaml").read_text())
+    params["promotion"] = {"shadow_days": 2, "shadow_margin": 0.005, "shadow_min_flights": 100}
+    (trained.repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shadowed = _chain(trained, {"champion_margin": 1.0})
+    assert shadowed.success
+    assert {m.version: m.status for m in trained.registry.versions()} == {
+        1: "champion",
+        2: "rejected",
+        3: "shadow",
+    }
+    (event,) = [e for e in shadowed.get_asset_materialization_events() if e.asset_key == CHAMPION_KEY]
+    shown = event.materialization.metadata
+    assert (shown["champion_version"].value, shown["shadow_version"].value, shown["trigger"].value) == (
+        1,
+        3,
+        "shadow",
+    )
 
 
 def reproduce_v1(*arguments: str | Path) -> subprocess.CompletedProcess[str]:

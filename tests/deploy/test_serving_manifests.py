@@ -15,16 +15,22 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from kubernetes.utils import parse_quantity
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from serving.app import create_app
-from serving.config import ADMIN_TOKEN_VARIABLE, TOKEN_VARIABLE, ServingConfig
+from serving.app import create_app, create_metrics_app
+from serving.config import (
+    ADMIN_TOKEN_VARIABLE,
+    ADMIN_TOKENS_FILE_VARIABLE,
+    TOKEN_VARIABLE,
+    TOKENS_FILE_VARIABLE,
+    ServingConfig,
+)
 from serving.schemas import parse
 from tests.deploy.deploy_files import (
     DEPLOY,
-    FROM_LITERAL,
     KUBERNETES_VERSION,
     MANIFESTS,
     NAMESPACE,
@@ -39,6 +45,10 @@ DOCKERFILE = DEPLOY / "serving.Dockerfile"
 TOKENS_SECRET = "flightdelay-serving-tokens"
 STORAGE_SECRET = "flightdelay-storage"
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+INGRESS_NAMESPACE = "ingress-nginx"
+MONITORING_NAMESPACE = "monitoring"
+INGRESS_KEEP_ALIVE_SECONDS = 60
+"""ingress-nginx's `upstream-keepalive-timeout` default."""
 
 
 def serving_objects() -> dict[str, dict[str, Any]]:
@@ -57,9 +67,9 @@ def container() -> dict[str, Any]:
     return only
 
 
-def container_port() -> int:
-    [port] = container()["ports"]
-    return port["containerPort"]
+def container_port(name: str = "http") -> int:
+    [port] = [p["containerPort"] for p in container()["ports"] if p["name"] == name]
+    return port
 
 
 def named_port(port: int | str) -> int:
@@ -79,14 +89,24 @@ def image_env() -> dict[str, str]:
     return env
 
 
-def container_env() -> dict[str, str]:
-    """What the server process reads: the image's ENV, then the pod's values, Secret values stood in for."""
+def container_env(mounted: Path | None = None) -> dict[str, str]:
+    """What the server process reads: the image's ENV, then the pod's values, Secret values stood in for.
+
+    With `mounted`, the token files of the Secret volume are written there, one token per key, and
+    the file variables point at them, as the kubelet's mount would.
+    """
     env = image_env()
     for entry in container()["env"]:
         if "value" in entry:
             env[entry["name"]] = entry["value"]
         elif "secretKeyRef" in entry["valueFrom"]:
             env[entry["name"]] = f"from-secret-{entry['valueFrom']['secretKeyRef']['key']}"
+    if mounted is not None:
+        for variable in (TOKENS_FILE_VARIABLE, ADMIN_TOKENS_FILE_VARIABLE):
+            name = Path(env[variable]).name
+            mounted.mkdir(parents=True, exist_ok=True)
+            (mounted / name).write_text(f"stand-in: from-secret-{name}\n")
+            env[variable] = str(mounted / name)
     return env
 
 
@@ -95,9 +115,12 @@ def readme() -> str:
     return re.sub(r"\\\n", " ", (DEPLOY / "README.md").read_text())
 
 
-def routes(tmp_path: Path) -> dict[str, set[str]]:
+def routes(tmp_path: Path, metrics: bool = False) -> dict[str, set[str]]:
+    """The API's routes, or those of its metrics port."""
     config = ServingConfig(lake_uri=str(tmp_path / "lake"), token="a", admin_token="b")
     app = create_app(config)
+    if metrics:
+        app = create_metrics_app(app)
     return {route.path: route.methods or set() for route in app.routes if isinstance(route, Route)}
 
 
@@ -125,6 +148,7 @@ def test_the_serving_objects_validate_strictly() -> None:
         "Service",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
+        "NetworkPolicy",
     }
     for obj in objects.values():
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
@@ -147,22 +171,25 @@ def test_the_probes_and_the_scrape_path_are_routes_the_app_serves(tmp_path: Path
     assert probes["readinessProbe"]["path"] == "/readyz"
     annotations = serving_objects()["Deployment"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert "GET" in served[annotations["prometheus.io/path"]]
-    assert int(annotations["prometheus.io/port"]) == container_port()
+    # Prometheus scrapes the metrics port, where the metrics are and the API is not.
+    assert "GET" in routes(tmp_path, metrics=True)[annotations["prometheus.io/path"]]
+    assert annotations["prometheus.io/path"] not in served
+    assert int(annotations["prometheus.io/port"]) == container_port("metrics")
 
 
 def test_without_a_model_the_pod_is_live_but_takes_no_traffic(tmp_path: Path) -> None:
     """The server as the pod configures it, on an empty lake: what each probe would see."""
     env = {
-        **container_env(),
+        **container_env(tmp_path / "tokens"),
         "PLATFORM_LAKE_URI": str(tmp_path / "lake"),
         "PLATFORM_STORAGE_OPTIONS": "{}",
         "PLATFORM_SERVING_CACHE_DIR": str(tmp_path / "cache"),
         "PLATFORM_SERVING_POLL_SECONDS": "0",
     }
-    with TestClient(create_app(ServingConfig.from_env(env))) as client:
+    app = create_app(ServingConfig.from_env(env))
+    with TestClient(app) as client, TestClient(create_metrics_app(app)) as metrics:
         status = {name: client.get(container()[name]["httpGet"]["path"]).status_code for name in PROBES}
-        scrape = client.get(
+        scrape = metrics.get(
             serving_objects()["Deployment"]["spec"]["template"]["metadata"]["annotations"][
                 "prometheus.io/path"
             ]
@@ -171,11 +198,12 @@ def test_without_a_model_the_pod_is_live_but_takes_no_traffic(tmp_path: Path) ->
     assert "serving_model_version 0.0" in scrape.text
 
 
-def test_the_server_listens_where_the_pod_and_the_service_send_traffic() -> None:
-    config = ServingConfig.from_env(container_env())
-    assert config.host == "0.0.0.0"
+def test_the_server_listens_where_the_pod_and_the_service_send_traffic(tmp_path: Path) -> None:
+    config = ServingConfig.from_env(container_env(tmp_path))
+    assert config.host == config.metrics_host == "0.0.0.0"
     assert config.port == container_port()
-    assert ("EXPOSE", str(config.port)) in final_stage(DOCKERFILE)
+    assert config.metrics_port == container_port("metrics")
+    assert ("EXPOSE", f"{config.port} {config.metrics_port}") in final_stage(DOCKERFILE)
     service = serving_objects()["Service"]["spec"]
     assert service["type"] == "ClusterIP"
     [port] = service["ports"]
@@ -201,25 +229,27 @@ def test_the_server_reads_the_platform_lake_with_the_platform_storage_secret() -
     assert container()["envFrom"] == [{"secretRef": {"name": STORAGE_SECRET}}]
 
 
-def test_the_tokens_come_only_from_their_secret() -> None:
+def test_the_tokens_come_only_from_the_files_of_their_secret_mounted_as_a_volume() -> None:
     names = [entry["name"] for entry in container()["env"]]
     assert len(names) == len(set(names)), "a repeated variable: the last one wins"
     entries = {entry["name"]: entry for entry in container()["env"]}
-    refs = {}
-    for variable in (TOKEN_VARIABLE, ADMIN_TOKEN_VARIABLE):
-        assert set(entries[variable]) == {"name", "valueFrom"}, variable
-        [(source, ref)] = entries[variable]["valueFrom"].items()
-        assert source == "secretKeyRef" and ref["name"] == TOKENS_SECRET and not ref.get("optional", False)
-        refs[variable] = ref["key"]
-    assert len(set(refs.values())) == 2, "the server refuses one token for both roles"
-    # No other literal or Secret reaches the container, and the image names no token.
-    secret_refs = [e["name"] for e in container()["env"] if "secretKeyRef" in e.get("valueFrom", {})]
-    assert sorted(secret_refs) == sorted(refs)
+    assert TOKEN_VARIABLE not in entries and ADMIN_TOKEN_VARIABLE not in entries
+    files = {entries[v]["value"] for v in (TOKENS_FILE_VARIABLE, ADMIN_TOKENS_FILE_VARIABLE)}
+    assert len(files) == 2, "the server refuses one token for both roles"
+    [volume] = [v for v in pod_spec()["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == TOKENS_SECRET and not volume["secret"].get("optional", False)
+    [mount] = [m for m in container()["volumeMounts"] if m["name"] == volume["name"]]
+    # A subPath mount is never refreshed: the whole volume is mounted, so a rotation reaches the pod.
+    assert "subPath" not in mount and mount["readOnly"] is True
+    keys = {item["key"] for item in volume["secret"]["items"]}
+    assert files == {f"{mount['mountPath']}/{item['path']}" for item in volume["secret"]["items"]}
+    # No Secret reaches the container as a variable, and the image names no token.
+    assert not [e for e in container()["env"] if "secretKeyRef" in e.get("valueFrom", {})]
     assert TOKEN_VARIABLE not in DOCKERFILE.read_text() and ADMIN_TOKEN_VARIABLE not in DOCKERFILE.read_text()
-    # The README creates (and rotates) exactly the keys the pod reads.
-    creates = [line for line in readme().splitlines() if f"create secret generic {TOKENS_SECRET}" in line]
-    assert creates
-    assert all({key for key, _ in FROM_LITERAL.findall(line)} == set(refs.values()) for line in creates)
+    # The README creates (and rotates) exactly the keys the pod mounts.
+    creates = [line for line in readme().splitlines() if "--from-file=clients.yaml=" in line]
+    assert len(creates) == 2
+    assert all(set(re.findall(r"--from-file=([\w.-]+)=", line)) == keys for line in creates)
 
 
 def test_the_pod_runs_as_non_root_on_a_read_only_root_with_scratch_space_for_what_it_writes() -> None:
@@ -253,6 +283,11 @@ def test_a_stopping_pod_leaves_the_service_before_it_stops_answering() -> None:
     assert sleep >= 5  # longer than endpoint removal takes to reach kube-proxy and ingresses
     # SIGTERM comes only after the sleep, within the grace period: the rest drains and flushes.
     assert spec["terminationGracePeriodSeconds"] - sleep >= 30
+    # uvicorn cancels what is still in flight in time for the app's shutdown (the log's flush).
+    config = ServingConfig.from_env(container_env())
+    assert sleep + config.graceful_shutdown_seconds + 15 <= spec["terminationGracePeriodSeconds"]
+    # An idle connection is closed by the ingress (60 s in ingress-nginx) before the server closes it.
+    assert config.keep_alive_seconds > INGRESS_KEEP_ALIVE_SECONDS
     strategy = serving_objects()["Deployment"]["spec"]["strategy"]
     assert strategy["rollingUpdate"]["maxUnavailable"] == 0
 
@@ -318,3 +353,53 @@ def test_the_readme_deploys_this_image_and_sends_a_request_the_server_accepts(tm
     assert len(request.flights) == 1
     [path] = re.findall(r"-d '.*?' +http://127\.0\.0\.1:\d+(/\S+)", readme(), re.DOTALL)
     assert "POST" in routes(tmp_path)[path]
+
+
+def admitted(policy: dict[str, Any]) -> dict[int, set[str]]:
+    """Container port -> the namespaces a NetworkPolicy admits to it (by `kubernetes.io/metadata.name`)."""
+    ports: dict[int, set[str]] = {}
+    for rule in policy["spec"]["ingress"]:
+        assert rule.get("from") and rule.get("ports"), "a rule without `from` or `ports` admits everyone"
+        namespaces = set()
+        for peer in rule["from"]:
+            assert set(peer) == {"namespaceSelector"}, peer  # no ipBlock, no pods of this namespace
+            assert set(peer["namespaceSelector"]) == {"matchLabels"}
+            [(label, name)] = peer["namespaceSelector"]["matchLabels"].items()
+            assert label == "kubernetes.io/metadata.name"  # set by the API server, not by a user
+            namespaces.add(name)
+        for port in rule["ports"]:
+            assert port["protocol"] == "TCP" and "endPort" not in port
+            ports.setdefault(named_port(port["port"]), set()).update(namespaces)
+    return ports
+
+
+def test_the_network_policy_admits_the_api_from_the_ingress_and_the_metrics_from_monitoring() -> None:
+    policy = serving_objects()["NetworkPolicy"]
+    kubernetes_validate.validate(policy, KUBERNETES_VERSION, strict=True)
+    template = serving_objects()["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert selects(policy["spec"]["podSelector"]["matchLabels"], template)
+    assert policy["spec"]["podSelector"]["matchLabels"] == serving_objects()["Service"]["spec"]["selector"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]  # egress stays open: the lake is outside
+    config = ServingConfig.from_env(container_env())
+    assert admitted(policy) == {config.port: {INGRESS_NAMESPACE}, config.metrics_port: {MONITORING_NAMESPACE}}
+    # The ports it names are the ones the server listens on, the Service's and the scrape's.
+    annotations = serving_objects()["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert int(annotations["prometheus.io/port"]) == config.metrics_port
+    [service_port] = serving_objects()["Service"]["spec"]["ports"]
+    assert named_port(service_port["targetPort"]) == config.port
+
+
+def test_the_namespaces_of_the_network_policy_change_with_the_sed_the_manifest_shows() -> None:
+    """The chart does not cover the server, so the manifest names how to point the policy elsewhere."""
+    text = SERVING.read_text()
+    [(ingress_pattern, _), (monitoring_pattern, _)] = re.findall(r'-e "s\|(.+?)\|(.+?)\|"', text)
+    changed = re.sub(ingress_pattern, ": ingress-system", text, flags=re.MULTILINE)
+    changed = re.sub(monitoring_pattern, ": observability", changed, flags=re.MULTILINE)
+    objects = {obj["kind"]: obj for obj in yaml.safe_load_all(changed) if obj}
+    config = ServingConfig.from_env(container_env())
+    assert admitted(objects["NetworkPolicy"]) == {
+        config.port: {"ingress-system"},
+        config.metrics_port: {"observability"},
+    }
+    unchanged = {k: v for k, v in objects.items() if k != "NetworkPolicy"}
+    assert unchanged == {k: v for k, v in serving_objects().items() if k != "NetworkPolicy"}

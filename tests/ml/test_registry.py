@@ -11,7 +11,7 @@ import pytest
 from ml.lake.delta import DeltaStore
 from ml.lake.tables import REGISTRY_MODELS
 from ml.registry.candidates import candidate_of_run
-from ml.registry.model_registry import ModelRegistry, RegistryError
+from ml.registry.model_registry import FILES, ModelRegistry, RegistryError, check_artifacts, file_md5s
 
 NOW = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
 SECONDS = itertools.count()
@@ -24,9 +24,13 @@ def at() -> dt.datetime:
     return NOW + dt.timedelta(seconds=next(SECONDS))
 
 
-def register(registry: ModelRegistry, folder: Path, auc: float, gate: dict | None = None) -> int:
+def register(
+    registry: ModelRegistry, folder: Path, auc: float, gate: dict | None = None, md5s: bool = False
+) -> int:
+    """A version over a folder of stand-in files; `md5s` records their md5s as registration does."""
     folder.mkdir(parents=True)
     (folder / "model.onnx").write_bytes(b"onnx")
+    (folder / "preprocess.json").write_text("{}")
     return registry.register(
         artifact_uri=str(folder),
         onnx_uri=str(folder / "model.onnx"),
@@ -39,6 +43,7 @@ def register(registry: ModelRegistry, folder: Path, auc: float, gate: dict | Non
         params={"seed": 1},
         metrics={"roc_auc": auc, **({"gate": gate} if gate is not None else {})},
         now=at(),
+        lineage={FILES: file_md5s(folder)} if md5s else None,
     )
 
 
@@ -144,6 +149,43 @@ def test_a_version_whose_artifacts_are_gone_is_refused_and_the_champion_stays(
     with pytest.raises(RegistryError, match=r"version 2 points at .*model.onnx, which does not exist"):
         registry.rollback(v2, now=at())
     assert registry.champion().version == v1  # type: ignore[union-attr]
+
+
+def test_a_version_whose_files_changed_after_registration_is_refused_by_md5(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    v1 = register(registry, tmp_path / "a", 0.7, PASSED, md5s=True)
+    registry.promote_passed(v1, "first", now=at())
+    v2 = register(registry, tmp_path / "b", 0.72, PASSED, md5s=True)
+    recorded = registry.get(v2).lineage[FILES]
+    assert recorded == {
+        "model.onnx": "bf026195c185e2ae02bd1e505f515155",
+        "preprocess.json": recorded["preprocess.json"],
+    }
+    (tmp_path / "b" / "model.onnx").write_bytes(b"onnY")  # loadable or not, not what was judged
+    with pytest.raises(
+        RegistryError,
+        match=r"model version 2: model.onnx has md5 \w+, but bf026195c185e2ae02bd1e505f515155 was registered",
+    ):
+        registry.promote_passed(v2, "gate passed", now=at())
+    (tmp_path / "b" / "model.onnx").write_bytes(b"onnx")
+    (tmp_path / "b" / "preprocess.json").unlink()
+    with pytest.raises(RegistryError, match=r"model version 2 lacks preprocess.json \("):
+        registry.rollback(v2, now=at())
+    assert registry.champion().version == v1  # type: ignore[union-attr]
+    (tmp_path / "b" / "preprocess.json").write_text("{}")
+    registry.promote_passed(v2, "files restored", now=at())
+    assert statuses(registry) == {v1: "archived", v2: "champion"}
+
+
+def test_a_version_registered_before_md5s_is_checked_for_presence_only(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    v1 = register(registry, tmp_path / "a", 0.7, PASSED)
+    (tmp_path / "a" / "model.onnx").write_bytes(b"changed")
+    check_artifacts(registry.get(v1))
+    registry.promote_passed(v1, "older row", now=at())
+    assert statuses(registry) == {v1: "champion"}
 
 
 def test_rejected_versions_and_unknown_versions_cannot_become_champion(

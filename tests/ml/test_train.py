@@ -40,6 +40,7 @@ OUTPUTS = {
     "model.json",
     "preprocess.json",
     "model.onnx",
+    "probe.parquet",
     "metrics.json",
     "history.json",
     "timings.json",

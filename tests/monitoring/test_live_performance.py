@@ -60,6 +60,9 @@ def predictions(rows: list[dict]) -> pl.DataFrame:
         "distance": 719,
         "flight_date": DAY,
         "delay_probability": 0.5,
+        "role": "champion",
+        "client": "app",
+        "unknown_fields": "",
     }
     frame = pl.DataFrame([{**base, **r} for r in rows])
     return frame.select([pl.col(c).cast(t) for c, t in PREDICTION_LOG_SCHEMA.items()])

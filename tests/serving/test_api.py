@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from starlette.testclient import TestClient
 
-from serving.app import create_app
+from serving.app import create_app, create_metrics_app
 from serving.config import ConfigError, ServingConfig
 from tests.conftest import ADMIN_TOKEN, LAST_DAY, MAX_BATCH, TOKEN, Served, bearer
 
@@ -136,7 +136,9 @@ def test_model_info_probes_and_metrics(client: TestClient, served: Served) -> No
     assert info["served_days"]["last"] == (LAST_DAY + dt.timedelta(days=7)).isoformat()
     client.post("/v1/predict", json={"flights": [flight()] * 3}, headers=bearer())
     client.post("/v1/predict", json={"flights": [flight(distance=-1)]}, headers=bearer())
-    text = client.get("/metrics").text
+    assert client.get("/metrics").status_code == 404  # on the metrics port only
+    with TestClient(create_metrics_app(client.app)) as scrape:  # type: ignore[arg-type]
+        text = scrape.get("/metrics").text
     version = served.champion.version
     assert f'serving_predictions_total{{model_version="{version}"}} 3.0' in text
     assert 'serving_requests_total{endpoint="predict",status="200"} 1.0' in text

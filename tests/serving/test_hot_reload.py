@@ -18,7 +18,11 @@ LOAD_THREADS = 2
 
 
 def register_copy(served: Served) -> int:
-    """A second version with the champion's files copied to their own folder: a rollback target."""
+    """A second version with the champion's files copied to their own folder: a rollback target.
+
+    The copy keeps the champion's probe and file md5s, so every swap below also passes the
+    server's checks (md5s, probe, weights) under load.
+    """
     champion = served.champion
     folder = served.platform.root / "models" / "copy-for-reload"
     if not folder.exists():
@@ -35,6 +39,8 @@ def register_copy(served: Served) -> int:
         params=champion.params,
         metrics=champion.metrics,
         now=dt.datetime.now(dt.UTC),
+        # The copy holds the champion's bytes, so its recorded md5s are the champion's: verified at load.
+        lineage=champion.lineage,
     )
 
 

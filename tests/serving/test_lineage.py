@@ -41,6 +41,7 @@ def _answer_through_the_server(served: Served, tmp_path: Path) -> str:
         "PLATFORM_SERVING_TOKEN": TOKEN,
         "PLATFORM_SERVING_ADMIN_TOKEN": ADMIN_TOKEN,
         "PLATFORM_SERVING_PORT": str(port),
+        "PLATFORM_SERVING_METRICS_PORT": str(free_port()),
         "PLATFORM_SERVING_POLL_SECONDS": "0",
         "PLATFORM_SERVING_CACHE_DIR": str(tmp_path / "cache"),
     }
