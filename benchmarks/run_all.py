@@ -35,6 +35,7 @@ BENCHMARKS = (
     "control_plane",
     "serving_latency",
     "serving_load",
+    "prediction_log_writer",
 )
 
 

@@ -103,3 +103,16 @@ def test_champion_and_shadow_answer_the_same_flights_and_the_verdict_promotes_a_
     observed = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
     shown = observed[0].event_specific_data.asset_observation.metadata["shadow"].value
     assert shown["flights"] == comparison.flights and shown["action"] == "promote"
+
+
+def test_a_backlog_is_scored_in_pieces_grouped_by_what_answered_it() -> None:
+    from serving.shadow_scorer import MAX_BATCH_FLIGHTS, _Asked, _batches
+
+    one, other = object(), object()
+    asked = [
+        _Asked(served, [None] * flights, f"r{i}", [], dt.datetime.now(dt.UTC), "c", [])  # type: ignore[arg-type]
+        for i, (served, flights) in enumerate([(one, 3000), (other, 10), (one, 2000), (one, 1), (other, 5)])
+    ]
+    batches = _batches(asked)
+    assert [[a.request_id for a in b] for b in batches] == [["r0"], ["r1", "r4"], ["r2", "r3"]]
+    assert all(sum(len(a.flights) for a in b) <= MAX_BATCH_FLIGHTS for b in batches)
