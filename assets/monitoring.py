@@ -45,6 +45,7 @@ from ml.monitoring.reports import (
     live_performance_episode,
     live_performance_report,
 )
+from ml.monitoring.shadow import ShadowPolicy, current_comparison
 from ml.monitoring.signals import raise_signal
 from ml.registry.dvc_repo import TRAINING_SET_PATH
 from ml.registry.model_registry import ModelRegistry
@@ -282,6 +283,9 @@ def live_performance(
     if report.days_scored:
         plot = performance_plot(table, config.auc_floor)
         metadata["plot"] = dg.MetadataValue.md(png_markdown(plot, "realized quality"))
+    comparison = current_comparison(ModelRegistry(store), ShadowPolicy.from_params({}))
+    if comparison is not None:  # the challenger in shadow against the champion, on the same flights
+        metadata["shadow_comparison"] = dg.MetadataValue.json(comparison.summary())
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[

@@ -11,10 +11,9 @@ page shows the evidence either way.
 import datetime as dt
 
 import dagster as dg
-import polars as pl
 
 from assets.deployment import CHAMPION_KEY, champion_metadata
-from ml.monitoring.shadow import ShadowPolicy, shadow_comparison_from_lake, shadow_decision
+from ml.monitoring.shadow import ShadowPolicy, current_comparison, shadow_decision
 from ml.registry.dvc_repo import PARAMS_FILE
 from ml.registry.model_registry import ModelRegistry
 from ml.training.params import load_params
@@ -32,13 +31,8 @@ def judge_shadow(
         context.log.info("no challenger in shadow (or no champion): nothing to judge")
         return "none"
     policy = ShadowPolicy.from_params(load_params(dvc.path(PARAMS_FILE)))
-    events = registry.events().filter(
-        (pl.col("version") == shadow.version) & (pl.col("to_status") == "shadow")
-    )
-    started: dt.datetime = events["at"][-1]
-    comparison = shadow_comparison_from_lake(
-        registry.store, champion.version, shadow.version, started, policy
-    )
+    comparison = current_comparison(registry, policy)
+    assert comparison is not None  # a shadow and a champion, as just read
     action, reason = shadow_decision(comparison, policy)
     context.log.info(f"{action}: {reason}")
     summary = {**comparison.summary(), "action": action, "reason": reason}

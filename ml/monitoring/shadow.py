@@ -22,6 +22,7 @@ from ml.evaluation.bootstrap import Interval, paired_bootstrap
 from ml.lake.delta import DeltaStore
 from ml.lake.tables import BRONZE_FLIGHTS, PREDICTIONS_TABLE
 from ml.monitoring.live_performance import SCHEDULE_KEY, match_outcomes
+from ml.registry.model_registry import ModelRegistry
 
 FLIGHT_KEY = (*SCHEDULE_KEY, "flight", "tailnum")
 Action = Literal["wait", "promote", "reject"]
@@ -165,3 +166,15 @@ def shadow_comparison_from_lake(
     first, last = predictions["flight_date"].min(), predictions["flight_date"].max()
     flights = store.read_days(BRONZE_FLIGHTS, "flight_date", first, last)  # type: ignore[arg-type]
     return compare_shadow(match_outcomes(predictions, flights), champion, shadow, policy)
+
+
+def current_comparison(registry: ModelRegistry, policy: ShadowPolicy) -> ShadowComparison | None:
+    """The registry's shadow against its champion on what was logged since the shadow started; None without one."""
+    shadow, champion = registry.shadow(), registry.champion()
+    if shadow is None or champion is None:
+        return None
+    events = registry.events().filter(
+        (pl.col("version") == shadow.version) & (pl.col("to_status") == "shadow")
+    )
+    started: dt.datetime = events["at"][-1]
+    return shadow_comparison_from_lake(registry.store, champion.version, shadow.version, started, policy)

@@ -8,16 +8,18 @@ import shutil
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import dagster as dg
 import polars as pl
 import yaml
 from starlette.testclient import TestClient
 
+from assets import monitoring
 from ml.lake.tables import PREDICTIONS_TABLE
 from ml.monitoring.shadow import ShadowPolicy, shadow_comparison_from_lake
 from ml.registry.model_registry import FILES
 from orchestration.shadow_jobs import shadow_verdict
 from serving.app import create_app
-from tests.conftest import LAST_DAY, Platform, Served, bearer
+from tests.conftest import ASSETS, LAST_DAY, Platform, Served, bearer
 from tests.serving.conftest import Lab
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -97,12 +99,25 @@ def test_champion_and_shadow_answer_the_same_flights_and_the_verdict_promotes_a_
     comparison = shadow_comparison_from_lake(lab.registry.store, 1, challenger, now, policy)
     assert comparison.days == 1 and comparison.flights >= 300
     assert comparison.difference is not None and comparison.difference.estimate == 0.0  # the same weights
+    # Monitoring shows both versions' realized quality per day, and the paired comparison.
+    monitored = dg.materialize(
+        [*ASSETS, monitoring.live_performance],
+        selection=["monitoring/live_performance"],
+        resources=platform.resources,
+        run_config={"ops": {"monitoring__live_performance": {"config": {"min_outcomes": 100}}}},
+    )
+    shown = monitored.get_asset_materialization_events()[0].materialization.metadata
+    assert shown["shadow_comparison"].value == {**comparison.summary()}
+    scored = lab.registry.store.read("monitoring/live_performance").filter(
+        pl.col("flight_date") == FLIGHT_DAY
+    )
+    assert set(scored["model_version"]) == {1, challenger}
     result = shadow_verdict.execute_in_process(resources=platform.resources)
     assert result.success and result.output_for_node("judge_shadow") == "promote"
     assert lab.registry.champion().version == challenger and lab.registry.shadow() is None
     observed = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
-    shown = observed[0].event_specific_data.asset_observation.metadata["shadow"].value
-    assert shown["flights"] == comparison.flights and shown["action"] == "promote"
+    verdict = observed[0].event_specific_data.asset_observation.metadata["shadow"].value
+    assert verdict["flights"] == comparison.flights and verdict["action"] == "promote"
 
 
 def test_a_backlog_is_scored_in_pieces_grouped_by_what_answered_it() -> None:
