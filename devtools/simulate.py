@@ -60,6 +60,9 @@ REPLAYED_DAYS, REPLAYED_FLIGHTS = 7, 150
 """At the end, the clients' requests of the last days again, enough flights a day to be scored."""
 SNAPSHOT_TIMEOUT = 180.0
 """How long the end waits for the online snapshot automation publishes once the features rest."""
+QUIET_SECONDS = 35.0
+"""No run in flight or started for this long (longer than the automation sensor's 30 s tick) ends the watch."""
+SETTLE_TIMEOUT = 300.0
 ALERT_TIMEOUT = 120.0
 """How long the end waits for the alerts of the last failures (the alert sensors tick every 15 s)."""
 
@@ -181,7 +184,7 @@ def simulate(
                 if server is not None:
                     _replay_requests(services, instance, timeline, server, sorted(steps.final_days()))
                     _monitor(services, instance, timeline)
-                follow(services, instance, timeline)
+                _settle(services, instance, timeline)
                 _wait_for_alerts(timeline, receiver, data / "quarantine")
                 served = (
                     (server.answered, server.refused, server.last_refusal) if server is not None else None
@@ -189,6 +192,23 @@ def simulate(
             return report(timeline, data, instance, receiver, steps, served)
     finally:
         receiver.stop()
+
+
+def _settle(services: DagsterServices, instance: dg.DagsterInstance, timeline: Timeline) -> None:
+    """Wait until no run is in flight and none has started for `QUIET_SECONDS`, before stopping anything.
+
+    Automation may still react to the last runs (the snapshot follows the features); a run it
+    starts while the services stop would be killed by the stop and fail without an alert.
+    """
+    deadline, quiet_since, known = time.time() + SETTLE_TIMEOUT, time.time(), len(timeline.runs)
+    while time.time() < deadline:
+        busy = follow(services, instance, timeline)
+        if busy or len(timeline.runs) != known:
+            quiet_since, known = time.time(), len(timeline.runs)
+        elif time.time() - quiet_since >= QUIET_SECONDS:
+            return
+        time.sleep(1)
+    timeline.say(f"runs still starting after {SETTLE_TIMEOUT:.0f}s; stopping anyway")
 
 
 def _loop(
