@@ -30,7 +30,7 @@ from ml.lineage.ledger import Commit, lineage_commits, training_window, writer_o
 from ml.online.snapshot import SnapshotError, load
 from ml.registry.artifacts import UNPINNED
 from ml.registry.dvc_repo import DvcError, DvcRepo
-from ml.registry.model_registry import ModelRegistry, ModelVersion, RegistryError
+from ml.registry.model_registry import ModelRegistry, ModelVersion, RegistryError, is_location
 from ml.training.training_set import read_manifest
 
 DAY_COLUMNS = {BRONZE_FLIGHTS: "flight_date", BRONZE_WEATHER: "obs_date"}
@@ -307,13 +307,14 @@ def _landing_file(
     problem = ""
     if stored != entry.stored_rows:
         problem = f"{stored} rows in {table}, the commit recorded {entry.stored_rows}"
+    where = entry.name if is_location(entry.name) else zone.uri(entry.name)  # older entries held the URI
     try:
-        data = zone.read(zone.uri(entry.name))
+        data = zone.read(where)
         found = hashlib.md5(data).hexdigest()
         if found != entry.md5:
             problem = f"md5 is now {found}, recorded {entry.md5}: the file changed after ingestion"
     except LandingFileMissingError:
-        problem = f"{zone.uri(entry.name)} no longer exists"
+        problem = f"{where} no longer exists"
     return LandingFile(table, day, entry.name, entry.md5, entry.landing_rows, problem)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ml.lake.delta import DeltaStore
+from ml.lake.storage import absolute_uri
 from ml.lake.tables import FEATURES_TABLE
 
 LINEAGE_KEY = "platform_lineage"
@@ -54,8 +55,11 @@ class Commit:
 
 
 def landing_name(uri: str, landing_root: str) -> str:
-    """A landing file's name under the zone's root (the URI itself if it is outside)."""
-    root = landing_root.rstrip("/") + "/"
+    """A landing file's name under the zone's root (the URI itself if it is outside).
+
+    The zone makes a relative root absolute (`join_uri`), so the root is compared the same way.
+    """
+    root = absolute_uri(landing_root).rstrip("/") + "/"
     return uri.removeprefix(root) if uri.startswith(root) else uri
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
+import pytest
+
+from ml.ingest.landing_zone import LandingZone
 from ml.lake.tables import BRONZE_FLIGHTS, BRONZE_PLANES, BRONZE_WEATHER, FEATURES_TABLE
-from ml.lineage.ledger import lineage_commits, read_versions, writer_of
+from ml.lineage.ledger import landing_name, lineage_commits, read_versions, writer_of
 from tests.conftest import Platform, day
 
 
@@ -35,3 +39,15 @@ def test_each_day_names_the_commit_that_wrote_it_and_what_that_commit_read(platf
     # An earlier features version still names the earlier bronze version for day 2.
     earlier = lineage_commits(store, FEATURES_TABLE, int(store.version(FEATURES_TABLE) or 0) - 1)
     assert writer_of(earlier, day(2)).sources[BRONZE_FLIGHTS] == first_flights
+
+
+def test_a_landing_file_is_named_under_its_root_whether_the_root_is_relative_or_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    zone = LandingZone(".data/landing", ".data/quarantine")
+    uri = zone.day_uri("flights", day(1))
+    assert Path(uri).is_absolute()  # the zone resolves a relative root
+    assert landing_name(uri, ".data/landing") == f"flights/{day(1).isoformat()}.csv"
+    assert landing_name(uri, str(tmp_path / ".data" / "landing")) == f"flights/{day(1).isoformat()}.csv"
+    assert landing_name("s3://bucket/landing/flights/x.csv", "s3://bucket/landing") == "flights/x.csv"
