@@ -198,16 +198,18 @@ class ModelStore:
         """
         with self._lock:
             self._refusals = ()
+            options = self._config.storage_options or None
+            registry = ModelRegistry(DeltaStore(self._config.lake_uri, options), self._config.artifacts_uri)
             try:
-                swapped = self._refresh()
+                swapped = self._refresh(registry)
             except Exception as exc:
                 self._problem = str(exc)
-                self._attach_shadow()
+                self._attach_shadow(registry)
                 raise
             self._problem = None
-            return self._attach_shadow() or swapped
+            return self._attach_shadow(registry) or swapped
 
-    def _attach_shadow(self) -> bool:
+    def _attach_shadow(self, registry: ModelRegistry) -> bool:
         """Put the registry's shadow beside whatever serves; True when the shadow changed.
 
         A shadow is checked like a champion; one that fails is not scored (logged, and kept in
@@ -216,10 +218,7 @@ class ModelStore:
         current = self._current
         if current is None:
             return False
-        options = self._config.storage_options or None
-        wanted = ModelRegistry(
-            DeltaStore(self._config.lake_uri, options), self._config.artifacts_uri
-        ).shadow()
+        wanted = registry.shadow()
         if wanted is None or wanted.version == current.version.version:
             self._shadow, self._shadow_problem = None, None
         elif self._shadow is None or self._shadow.version.version != wanted.version:
@@ -234,9 +233,8 @@ class ModelStore:
         self._current = dataclasses.replace(current, shadow=self._shadow)
         return True
 
-    def _refresh(self) -> bool:
+    def _refresh(self, registry: ModelRegistry) -> bool:
         options = self._config.storage_options or None
-        registry = ModelRegistry(DeltaStore(self._config.lake_uri, options), self._config.artifacts_uri)
         champion = registry.champion()
         if champion is None:
             raise NotReadyError(f"the registry under {self._config.lake_uri} has no champion")

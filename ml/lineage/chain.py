@@ -24,13 +24,13 @@ import polars as pl
 
 from ml.ingest.landing_zone import LandingFileMissingError, LandingZone
 from ml.lake.delta import DeltaStore
-from ml.lake.storage import filesystem
+from ml.lake.storage import join_uri
 from ml.lake.tables import BRONZE_FLIGHTS, BRONZE_WEATHER, FEATURES_TABLE, PREDICTIONS_TABLE
 from ml.lineage.ledger import Commit, lineage_commits, training_window, writer_of
 from ml.online.snapshot import SnapshotError, load
 from ml.registry.artifacts import UNPINNED
 from ml.registry.dvc_repo import DvcError, DvcRepo
-from ml.registry.model_registry import ModelRegistry, ModelVersion, RegistryError, is_location
+from ml.registry.model_registry import ModelRegistry, ModelVersion, RegistryError, is_location, read_artifact
 from ml.training.training_set import read_manifest
 
 DAY_COLUMNS = {BRONZE_FLIGHTS: "flight_date", BRONZE_WEATHER: "obs_date"}
@@ -225,10 +225,8 @@ def _artifact_link(sources: Sources, model: ModelVersion, restored: Path) -> Lin
     differ = []
     for path in sorted(p for p in restored.iterdir() if p.is_file() and p.name not in UNPINNED):
         try:
-            fs, where = filesystem(f"{model.artifact_uri}/{path.name}", options)
-            with fs.open_input_stream(where) as stream:
-                published = stream.read()
-        except (FileNotFoundError, OSError):
+            published = read_artifact(join_uri(model.artifact_uri, path.name), options)
+        except OSError:
             differ.append(f"{path.name} missing")
             continue
         if published != path.read_bytes():
