@@ -14,7 +14,7 @@ import polars as pl
 
 from assets.bronze import flights, weather
 from assets.features import flight_features
-from assets.partitions import FIRST_DAY, LAST_DAY
+from assets.partitions import SPAN
 from ml.ingest.landing_zone import LandingZone
 from ml.lake.delta import DeltaStore
 from ml.lake.tables import BRONZE_FLIGHTS, BRONZE_WEATHER, FEATURES_TABLE, landing_log_table
@@ -44,7 +44,9 @@ def bronze_freshness(
     """Landing files whose day is not in the table, waiting since the file was written."""
     landed = _days(store, landing_log_table(table), "day")
     arrived = {
-        f.day: f.modified or now for f in zone.day_files(dataset, FIRST_DAY, LAST_DAY) if f.day not in landed
+        f.day: f.modified or now
+        for f in zone.day_files(dataset, SPAN.first, SPAN.last_day(now))
+        if f.day not in landed
     }
     return judge(max(landed, default=None), arrived, now, _today(now), limits)
 

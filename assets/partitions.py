@@ -1,23 +1,33 @@
-"""Partitions shared by the assets: one per local New York day of 2013."""
+"""Partitions shared by the assets: one per local New York day of the configured span.
+
+The span comes from PLATFORM_FIRST_DAY / PLATFORM_LAST_DAY (`ml/partition_span.py`), read
+once when the code location loads; the demo's default is 2013. Without a last day the
+partitions are open-ended: Dagster adds yesterday's partition at each New York midnight.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import dagster as dg
 
+from ml.partition_span import PartitionSpan, partition_span
 from ml.settings import NEW_YORK
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
-FIRST_DAY = dt.date(2013, 1, 1)
-LAST_DAY = dt.date(2013, 12, 31)
+SPAN: PartitionSpan = partition_span(os.environ)
+FIRST_DAY = SPAN.first
 
-daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=FIRST_DAY.isoformat(),
-    end_date=(LAST_DAY + dt.timedelta(days=1)).isoformat(),
-    timezone=NEW_YORK,
-)
+
+def daily_partitions_for(span: PartitionSpan) -> dg.DailyPartitionsDefinition:
+    """Daily partitions in New York time over `span` (the end is exclusive in Dagster's terms)."""
+    end = (span.last + dt.timedelta(days=1)).isoformat() if span.last is not None else None
+    return dg.DailyPartitionsDefinition(start_date=span.first.isoformat(), end_date=end, timezone=NEW_YORK)
+
+
+daily_partitions = daily_partitions_for(SPAN)
 
 
 def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:

@@ -7,7 +7,7 @@ import warnings
 
 import dagster as dg
 
-from assets.partitions import FIRST_DAY, LAST_DAY, range_tags
+from assets.partitions import SPAN, range_tags
 from assets.selection import select
 from ml.ingest.watch import plan, read_cursor, write_cursor
 from orchestration.jobs import bronze_job
@@ -28,11 +28,19 @@ def landing_sensor(
     zone = landing.zone()
     now = dt.datetime.now(dt.UTC)
     present = []
+    newest = SPAN.last_day(now)
     for dataset in DATASETS:
-        inventory = zone.scan(dataset, FIRST_DAY, LAST_DAY, now=now)
+        inventory = zone.scan(
+            dataset, SPAN.first, SPAN.accepts_until(now), now=now, open_ended=SPAN.open_ended
+        )
         for moved in inventory.quarantined:
             context.log.warning(f"quarantined {moved.source}: {moved.reason} -> {moved.destination}")
-        present += inventory.files
+        early = [f for f in inventory.files if f.day > newest]
+        if early:
+            context.log.info(
+                f"{early[0].uri}: its day has no partition until midnight in New York; it waits there"
+            )
+        present += [f for f in inventory.files if f.day <= newest]
     decided = plan(
         present,
         read_cursor(context.cursor),

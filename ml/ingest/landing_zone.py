@@ -180,12 +180,18 @@ class LandingZone:
         with fs.open_input_stream(path) as stream:
             return json.loads(stream.read())
 
-    def scan(self, dataset: str, first: dt.date, last: dt.date, *, now: dt.datetime) -> LandingInventory:
-        """Day files of a dataset; names that are no day of [first, last] go to quarantine."""
+    def scan(
+        self, dataset: str, first: dt.date, last: dt.date, *, now: dt.datetime, open_ended: bool = False
+    ) -> LandingInventory:
+        """Day files of a dataset; names that are no day of [first, last] go to quarantine.
+
+        `open_ended`: the partitions have no last day and `last` is today, so a later day is
+        quarantined as one in the future rather than outside a configured range.
+        """
         inventory = LandingInventory()
         for info in self._listing(dataset):
             uri = self.uri(dataset, info.base_name)
-            reason = _name_problem(info.base_name, first, last)
+            reason = _name_problem(info.base_name, first, last, open_ended)
             if reason:
                 inventory.quarantined.append(self.quarantine(uri, reason, now=now))
                 continue
@@ -223,7 +229,7 @@ def _landed(dataset: str, uri: str, info: pafs.FileInfo) -> LandedFile:
     return LandedFile(dataset, day, uri, f"{info.size}:{info.mtime_ns}", modified)
 
 
-def _name_problem(name: str, first: dt.date, last: dt.date) -> str | None:
+def _name_problem(name: str, first: dt.date, last: dt.date, open_ended: bool = False) -> str | None:
     match = DAY_FILE.match(name)
     if not match:
         leading = re.match(r"^(\d{4}-\d{2}-\d{2})\D", name)
@@ -234,6 +240,8 @@ def _name_problem(name: str, first: dt.date, last: dt.date) -> str | None:
         day = dt.date.fromisoformat(match.group(1))
     except ValueError:
         return f"file name {name} is not a calendar date"
+    if open_ended and day > last:
+        return f"day {day} is in the future: the partitions are open-ended and today in New York is {last}"
     if not first <= day <= last:
         return f"day {day} is outside the partition range {first}..{last}"
     return None

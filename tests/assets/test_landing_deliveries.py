@@ -14,10 +14,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from assets.partitions import FIRST_DAY, LAST_DAY, daily_partitions
+from assets.partitions import FIRST_DAY, daily_partitions
 from ml.ingest.landing_zone import LandingZone
 from ml.ingest.parse import count_data_rows
 from ml.ingest.replay import replay
+from ml.partition_span import DEMO_LAST_DAY as LAST_DAY
 from tests.conftest import ASSETS, Platform, day, failures, landing_file, uri
 
 FLIGHTS = "bronze/flights"
