@@ -1,8 +1,8 @@
 """Software-defined assets, one module per asset-key prefix; each is a thin shell around ml/.
 
 The asset definitions use two Dagster APIs that 1.13 marks as beta and warns about at
-every import: `backfill_policy=BackfillPolicy.single_run()` (bronze and features, so a
-backfill of a range is one run) and `TimeWindowPartitionMapping(...,
+every import: `backfill_policy=BackfillPolicy.multi_run(...)` (bronze and features, so a
+backfill of a range is a few runs under the memory budget) and `TimeWindowPartitionMapping(...,
 allow_nonexistent_upstream_partitions=True)` (the features' trailing window at the first
 partitions). Both are filtered here, once, where the definitions are built, with the
 preview warning that Dagster's own Pipes context raises on every training run

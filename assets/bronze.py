@@ -13,7 +13,7 @@ import dagster as dg
 import polars as pl
 
 from assets.metadata import commit_metadata, delta_metadata
-from assets.partitions import daily_partitions, days_label, partition_days
+from assets.partitions import RUN_MEMORY, backfill_policy, daily_partitions, days_label, partition_days
 from assets.step_resources import INGESTION, k8s_step_tags
 from ml.ingest.batch import Validator, ingest_days, read_reference
 from ml.ingest.reconcile import Reconciliation, reconcile, write_days
@@ -99,6 +99,10 @@ def _ingest_daily(
     if not batch.landed:
         raise batch.failure(contract.dataset)
     table, day_column = context.asset_key.to_user_string(), contract.day_column
+    if contract.dataset == "flights":
+        overloaded = RUN_MEMORY.overloaded(batch.valid.height, len(batch.landed))
+        if overloaded:
+            context.log.warning(overloaded)
     label = days_label(batch.landed)
     meta = commit_metadata(context, label)
     written = write_days(store, table, batch, day_column, batch.landed, meta, landing.root)
@@ -166,11 +170,12 @@ def _check_results(asset: dg.AssetKey, summary: Reconciliation) -> list[dg.Asset
 DAILY: dict[str, object] = {
     "group_name": GROUP,
     "partitions_def": daily_partitions,
-    "backfill_policy": dg.BackfillPolicy.single_run(),
+    "backfill_policy": backfill_policy(),
     "kinds": {"delta", "polars"},
     "op_tags": k8s_step_tags(INGESTION),
 }
-"""What the daily bronze tables share: a range of days is one run, in a pod sized for ingestion."""
+"""What the daily bronze tables share: a range of days is one run (up to the memory budget's days),
+in a pod sized for ingestion."""
 
 
 def _known(store: DeltaStore, table: str, column: str) -> list[str]:

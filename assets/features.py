@@ -6,7 +6,7 @@ from pydantic import Field
 from assets.bronze import flights, planes, weather
 from assets.conditions import SameDayMaterialized
 from assets.metadata import commit_metadata, delta_metadata
-from assets.partitions import FIRST_DAY, daily_partitions, days_label, partition_days
+from assets.partitions import FIRST_DAY, backfill_policy, daily_partitions, days_label, partition_days
 from assets.selection import select
 from assets.step_resources import FEATURES, k8s_step_tags
 from ml.features.build import FeatureQuality, build_feature_days, measure_quality
@@ -66,7 +66,7 @@ def _window(days: int) -> dg.TimeWindowPartitionMapping:
     key=ASSET,
     group_name="features",
     partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=backfill_policy(),
     automation_condition=follows_bronze(),
     deps=[
         dg.AssetDep(flights, partition_mapping=_window(lookback_days())),

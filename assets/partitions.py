@@ -1,4 +1,5 @@
-"""Partitions shared by the assets: one per local New York day of the configured span.
+"""Partitions shared by the assets: one per local New York day of the configured span, and the
+backfill policy that splits a range into runs under the memory budget.
 
 The span comes from PLATFORM_FIRST_DAY / PLATFORM_LAST_DAY (`ml/partition_span.py`), read
 once when the code location loads; the demo's default is 2013. Without a last day the
@@ -12,6 +13,8 @@ import os
 
 import dagster as dg
 
+from ml.features.flight_features import lookback_days
+from ml.ingest.run_memory import RunMemory, run_memory
 from ml.partition_span import PartitionSpan, partition_span
 from ml.settings import NEW_YORK
 
@@ -19,6 +22,18 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 SPAN: PartitionSpan = partition_span(os.environ)
 FIRST_DAY = SPAN.first
+RUN_MEMORY: RunMemory = run_memory(os.environ, lookback_days())
+"""The memory budget of a range run (PLATFORM_RUN_MEMORY_GIB) and the traffic it is planned for."""
+
+
+def backfill_policy() -> dg.BackfillPolicy:
+    """A backfill of any length from the UI is one backfill of runs of at most `days_per_run` days.
+
+    At 2013's traffic that is a year, so a year's backfill is still one run; at 100x it is a
+    few weeks, and each run stays under the budget. The days of the features' trailing
+    windows come from the earlier runs, which the backfill daemon runs first.
+    """
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=RUN_MEMORY.days_per_run())
 
 
 def daily_partitions_for(span: PartitionSpan) -> dg.DailyPartitionsDefinition:

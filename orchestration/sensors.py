@@ -7,20 +7,22 @@ import warnings
 
 import dagster as dg
 
-from assets.partitions import SPAN, range_tags
+from assets.partitions import RUN_MEMORY, SPAN, range_tags
 from assets.selection import select
-from ml.ingest.watch import plan, read_cursor, write_cursor
-from orchestration.jobs import bronze_job
+from ml.ingest.watch import landing_runs, plan, read_cursor, write_cursor
+from orchestration.jobs import daily_ingestion_job
 from resources import LandingResource, LandingWatch
 
 DATASETS = ("flights", "weather")
+FEATURES = dg.AssetKey(["features", "flight_features"])
 
 
 @dg.sensor(
     name="landing_sensor",
-    job=bronze_job,
-    minimum_interval_seconds=15,
-    description="Each new or changed day file in the landing zone becomes a bronze run of its days.",
+    job=daily_ingestion_job,
+    minimum_interval_seconds=5,
+    description="Each new or changed day file in the landing zone becomes a bronze run of its days; "
+    "days whose flights and weather landed together get their features in the same run.",
 )
 def landing_sensor(
     context: dg.SensorEvaluationContext, landing: LandingResource, landing_watch: LandingWatch
@@ -46,7 +48,7 @@ def landing_sensor(
         read_cursor(context.cursor),
         now,
         landing_watch.settle_seconds,
-        landing_watch.max_days_per_run,
+        min(landing_watch.max_days_per_run, RUN_MEMORY.days_per_run()),
     )
     for f in decided.changed:
         context.log.warning(f"{f.uri} changed since it was ingested: requesting {f.day} again")
@@ -60,13 +62,16 @@ def landing_sensor(
     requests = [
         dg.RunRequest(
             run_key=r.run_key,
-            asset_selection=[dg.AssetKey(["bronze", r.dataset])],
+            asset_selection=[
+                *(dg.AssetKey(["bronze", dataset]) for dataset in r.datasets),
+                *([FEATURES] if r.with_features else []),
+            ],
             tags={
                 **range_tags(r.first, r.last),
                 "platform/trigger": "landing",
             },
         )
-        for r in decided.ranges
+        for r in landing_runs(decided.ranges, DATASETS)
     ]
     return dg.SensorResult(run_requests=requests, cursor=write_cursor(cursor))
 

@@ -12,7 +12,10 @@ class LandingWatch(dg.ConfigurableResource):
     """How the landing sensor waits for files and batches them into runs."""
 
     settle_seconds: float = Field(
-        default=10.0, ge=0, description="A file must be unchanged this long (it may still be copied)."
+        default=3.0,
+        ge=0,
+        description="A file must be unchanged this long (it may still be copied; a file moved into "
+        "place or put to an object store is whole at once).",
     )
     max_days_per_run: int = Field(default=31, ge=1, description="Longest day range of one run.")
 

@@ -78,6 +78,41 @@ def contiguous(files: Sequence[LandedFile], max_days: int) -> list[DayRange]:
     return ranges
 
 
+@dataclass(frozen=True)
+class LandingRun:
+    """One run the landing sensor asks for: some datasets' bronze over a day range, and the
+    features of those days when every dataset they read landed in it."""
+
+    datasets: tuple[str, ...]
+    first: dt.date
+    last: dt.date
+    run_key: str
+
+    @property
+    def with_features(self) -> bool:
+        return len(self.datasets) > 1
+
+
+def landing_runs(ranges: Sequence[DayRange], together: Sequence[str]) -> list[LandingRun]:
+    """Ranges of the `together` datasets over the same days become one run, with the features.
+
+    A day's flights and weather usually land together: ingesting both and building the day's
+    features in one run saves the automation tick and the second run's start (freshness).
+    A range one of them lacks is a bronze run of its own, and automation builds the features.
+    """
+    by_span: dict[tuple[dt.date, dt.date], dict[str, DayRange]] = {}
+    for r in ranges:
+        by_span.setdefault((r.first, r.last), {})[r.dataset] = r
+    runs: list[LandingRun] = []
+    for (first, last), found in sorted(by_span.items()):
+        if set(together) <= set(found):
+            keys = "|".join(found[d].run_key for d in together)
+            runs.append(LandingRun(tuple(together), first, last, keys))
+            found = {d: r for d, r in found.items() if d not in together}
+        runs += [LandingRun((d,), first, last, r.run_key) for d, r in sorted(found.items())]
+    return runs
+
+
 def plan(
     present: Iterable[LandedFile],
     seen: Mapping[str, str],

@@ -49,7 +49,11 @@ def sensor(landing: str, quarantine: str) -> dict[str, object]:
     result = sensors.landing_sensor(context)
     return {
         "requests": sorted(
-            [r.asset_selection[0].to_user_string(), r.tags[RANGE_START], r.tags[RANGE_END]]  # type: ignore[index]
+            [
+                "+".join(k.to_user_string() for k in r.asset_selection or []),
+                r.tags[RANGE_START],
+                r.tags[RANGE_END],
+            ]
             for r in result.run_requests or []
         )
     }

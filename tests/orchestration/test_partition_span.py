@@ -20,6 +20,7 @@ from ml.settings import SettingsError
 from tests.conftest import PROJECT
 
 NY = zoneinfo.ZoneInfo("America/New_York")
+TOGETHER = "bronze/flights+bronze/weather+features/flight_features"
 
 
 def test_default_is_the_demo_year_and_a_first_day_alone_is_open_ended() -> None:
@@ -108,7 +109,7 @@ def test_a_day_past_the_configured_last_day_is_quarantined_with_its_reason(tmp_p
     _deliver(landing, "2026-06-29", "2026-06-30", "2026-07-01")
     env = {"PLATFORM_FIRST_DAY": "2026-01-01", "PLATFORM_LAST_DAY": "2026-06-30"}
     out = probe(env, "sensor", str(landing), str(quarantine))
-    assert ["bronze/flights", "2026-06-29", "2026-06-30"] in out["requests"]
+    assert out["requests"] == [[TOGETHER, "2026-06-29", "2026-06-30"]]
     reasons = _reasons(quarantine)
     assert set(reasons) == {"2026-07-01.csv"}
     assert "outside the partition range 2026-01-01..2026-06-30" in reasons["2026-07-01.csv"]
@@ -128,10 +129,7 @@ def test_open_ended_landing_requests_yesterday_holds_today_and_refuses_the_futur
     before = first - dt.timedelta(days=1)
     _deliver(landing, *(d.isoformat() for d in (before, yesterday, today, tomorrow)))
     out = probe({"PLATFORM_FIRST_DAY": first.isoformat()}, "sensor", str(landing), str(quarantine))
-    assert out["requests"] == [
-        ["bronze/flights", str(yesterday), str(yesterday)],
-        ["bronze/weather", str(yesterday), str(yesterday)],
-    ]
+    assert out["requests"] == [[TOGETHER, str(yesterday), str(yesterday)]]
     reasons = _reasons(quarantine)
     assert set(reasons) == {f"{before}.csv", f"{tomorrow}.csv"}
     assert "in the future" in reasons[f"{tomorrow}.csv"] and str(today) in reasons[f"{tomorrow}.csv"]

@@ -36,21 +36,28 @@ def tick(platform: Platform, cursor: str | None, settle: float = 0) -> dg.Sensor
     return result
 
 
+TOGETHER = "bronze/flights+bronze/weather+features/flight_features"
+"""A range whose flights and weather landed together: both bronze tables and the features, one run."""
+
+
 def spans(result: dg.SensorResult) -> list[tuple[str, str, str]]:
     return sorted(
-        (r.asset_selection[0].to_user_string(), r.tags[RANGE_START], r.tags[RANGE_END])  # type: ignore[index]
+        (
+            "+".join(key.to_user_string() for key in r.asset_selection or []),
+            r.tags[RANGE_START],
+            r.tags[RANGE_END],
+        )
         for r in result.run_requests or []
     )
 
 
 def test_new_days_become_range_requests_once_and_a_changed_file_again(platform: Platform) -> None:
     first = tick(platform, None)
-    # The replayed landing zone holds 2013-01-01..2013-02-15: two ranges per dataset (31 days max).
+    # The replayed landing zone holds 2013-01-01..2013-02-15: two ranges (31 days max), each
+    # with flights and weather, so each is one run of both bronze tables and the features.
     assert spans(first) == [
-        ("bronze/flights", "2013-01-01", "2013-01-31"),
-        ("bronze/flights", "2013-02-01", "2013-02-15"),
-        ("bronze/weather", "2013-01-01", "2013-01-31"),
-        ("bronze/weather", "2013-02-01", "2013-02-15"),
+        (TOGETHER, "2013-01-01", "2013-01-31"),
+        (TOGETHER, "2013-02-01", "2013-02-15"),
     ]
     again = tick(platform, first.cursor)
     assert again.run_requests == []
@@ -77,17 +84,31 @@ def test_a_file_being_copied_waits_and_a_badly_named_one_is_quarantined(platform
 
 def test_what_the_sensor_requests_runs_and_lands_exactly_those_days(platform: Platform) -> None:
     result = tick(platform, None)
-    request = next(
-        r
-        for r in result.run_requests or []
-        if r.tags[RANGE_END] == "2013-02-15" and r.asset_selection == [dg.AssetKey(["bronze", "flights"])]
-    )
+    request = next(r for r in result.run_requests or [] if r.tags[RANGE_END] == "2013-02-15")
     run = dg.materialize(
         ASSETS, selection=request.asset_selection, tags=request.tags, resources=platform.resources
     )
     assert run.success
-    days = platform.store.read("bronze/flights").get_column("flight_date").unique().sort().to_list()
-    assert days == [dt.date(2013, 2, d) for d in range(1, 16)]
+    expected = [dt.date(2013, 2, d) for d in range(1, 16)]
+    for table, column in (
+        ("bronze/flights", "flight_date"),
+        ("bronze/weather", "obs_date"),
+        ("features/flight_features", "flight_date"),
+    ):
+        assert platform.store.read(table).get_column(column).unique().sort().to_list() == expected, table
+
+
+def test_a_range_only_one_dataset_landed_is_a_bronze_run_and_features_follow_by_automation(
+    platform: Platform,
+) -> None:
+    seen = tick(platform, None)
+    replay(platform.landing_dir, dt.date(2013, 2, 16), dt.date(2013, 2, 17), datasets=("flights",))
+    replay(platform.landing_dir, dt.date(2013, 2, 16), dt.date(2013, 2, 16), datasets=("weather",))
+    later = tick(platform, seen.cursor)
+    assert spans(later) == [
+        ("bronze/flights", "2013-02-16", "2013-02-17"),
+        ("bronze/weather", "2013-02-16", "2013-02-16"),
+    ]
 
 
 def test_a_file_that_disappears_after_its_request_fails_clearly_and_is_reported(platform: Platform) -> None:
@@ -120,7 +141,7 @@ def test_a_year_of_new_files_is_one_quick_tick_of_a_few_runs(tmp_path: Path) -> 
     start = time.perf_counter()
     result = tick(platform, None)
     elapsed = time.perf_counter() - start
-    assert len(result.run_requests or []) == 2 * 12  # 365 days in ranges of at most 31, per dataset
+    assert len(result.run_requests or []) == 12  # 365 days in ranges of at most 31, both datasets each
     assert elapsed < 30, f"a tick over 730 files took {elapsed:.1f}s; the sensor timeout is 60s"
     assert len(json.loads(result.cursor or "{}")["files"]) == 730
 

@@ -1,0 +1,39 @@
+"""Runs planned under a memory budget: the days one run may hold, from the budget and the traffic."""
+
+from __future__ import annotations
+
+import pytest
+
+from ml.ingest.run_memory import GIB, MAX_DAYS_PER_RUN, run_memory
+from ml.settings import SettingsError
+
+
+def test_at_2013_traffic_a_year_is_one_run_and_at_100x_a_few_weeks() -> None:
+    demo = run_memory({}, window_days=28)
+    assert demo.days_per_run() == MAX_DAYS_PER_RUN
+    heavy = run_memory({"PLATFORM_FLIGHTS_PER_DAY": "92000"}, window_days=28)
+    days = heavy.days_per_run()
+    assert 1 <= days < 60
+    assert heavy.peak_bytes(days) <= heavy.budget_bytes < heavy.peak_bytes(days + 1)
+
+
+def test_a_bigger_budget_holds_more_days_and_a_tiny_one_still_runs_a_day() -> None:
+    traffic = {"PLATFORM_FLIGHTS_PER_DAY": "92000"}
+    small = run_memory({**traffic, "PLATFORM_RUN_MEMORY_GIB": "4"}, 28).days_per_run()
+    large = run_memory({**traffic, "PLATFORM_RUN_MEMORY_GIB": "16"}, 28).days_per_run()
+    assert large > 3 * small
+    assert run_memory({**traffic, "PLATFORM_RUN_MEMORY_GIB": "0.5"}, 28).days_per_run() == 1
+    assert run_memory({"PLATFORM_RUN_MEMORY_GIB": "2"}, 28).budget_bytes == 2 * GIB
+
+
+def test_traffic_above_the_plan_is_reported_with_the_setting_to_change() -> None:
+    plan = run_memory({"PLATFORM_FLIGHTS_PER_DAY": "1000"}, 28)
+    assert plan.overloaded(flights=30 * 1100, days=30) is None
+    warning = plan.overloaded(flights=30 * 9200, days=30)
+    assert warning is not None and "PLATFORM_FLIGHTS_PER_DAY=10120" in warning
+
+
+@pytest.mark.parametrize("value", ["four", "0", "-1"])
+def test_a_bad_budget_is_refused_naming_the_variable(value: str) -> None:
+    with pytest.raises(SettingsError, match="PLATFORM_RUN_MEMORY_GIB"):
+        run_memory({"PLATFORM_RUN_MEMORY_GIB": value}, 28)
