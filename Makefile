@@ -30,7 +30,7 @@ instance:
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp orchestration/instance/local.yaml $(DAGSTER_HOME)/dagster.yaml
 
 demo: $(STAMP) instance
-	PLATFORM_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/python -m devtools.demo
+	PLATFORM_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/python -m devtools.demo $(DEMO_ARGS)
 
 test: $(STAMP) lint check-defs
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)

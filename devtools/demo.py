@@ -1,6 +1,8 @@
 """`make demo`: the whole chain on the embedded default, from landing files to a champion (or a refusal).
 
-Replays 2013, ingests and builds features for every day in one range run, snapshots the
+    python -m devtools.demo [--shift-days N] [--scale K]
+
+Replays 2013 (moved N days later, at K times the flights a day), ingests and builds features for every day in one range run, snapshots the
 publishes the online snapshot the model server reads, snapshots the training set, trains,
 evaluates and promotes, then prints per-month table sizes and the leaderboard. A candidate
 the gate refuses is a correct outcome: the demo says so and exits 0; any other failure exits 1.
@@ -8,15 +10,17 @@ the gate refuses is a correct outcome: the demo says so and exits 0; any other f
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
-from assets.partitions import range_tags
+from assets.partitions import SPAN, range_tags
 from ml.evaluation.leaderboard import leaderboard, leaderboard_text
 from ml.ingest.replay import replay
 from ml.lake.delta import DeltaStore
@@ -25,7 +29,7 @@ from ml.text_tables import text_table
 from orchestration.definitions import build_definitions
 from orchestration.profiles import build_resources
 
-FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 12, 31)
+SOURCE_FIRST, SOURCE_LAST = dt.date(2013, 1, 1), dt.date(2013, 12, 31)
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
@@ -47,8 +51,9 @@ def run(
     return result.success
 
 
-def table_sizes(store: DeltaStore) -> str:
-    months = pl.DataFrame({"month": pl.date_range(FIRST, LAST, "1mo", eager=True).dt.strftime("%Y-%m")})
+def table_sizes(store: DeltaStore, first: dt.date, last: dt.date) -> str:
+    start = first.replace(day=1)
+    months = pl.DataFrame({"month": pl.date_range(start, last, "1mo", eager=True).dt.strftime("%Y-%m")})
     for table, column, name in (
         ("bronze/flights", "flight_date", "flights"),
         ("bronze/flights_rejects", "day", "rejects"),
@@ -92,14 +97,40 @@ def refused_by_the_gate(registry: ModelRegistry) -> ModelVersion | None:
     return latest
 
 
-def main() -> int:
+def in_span(first: dt.date, last: dt.date, argv: list[str]) -> int | None:
+    """Re-run the demo with partitions over first..last when the loaded ones do not hold them.
+
+    The partitions are read from PLATFORM_FIRST_DAY / PLATFORM_LAST_DAY when the code loads,
+    so a shifted demo sets them for a fresh process rather than for this one.
+    """
+    if SPAN.first <= first and (SPAN.last is None or last <= SPAN.last):
+        return None
+    if os.environ.get("PLATFORM_FIRST_DAY"):
+        raise SystemExit(
+            f"the partitions {SPAN.label()} (PLATFORM_FIRST_DAY) do not hold the replay {first}..{last}"
+        )
+    env = {**os.environ, "PLATFORM_FIRST_DAY": first.isoformat(), "PLATFORM_LAST_DAY": last.isoformat()}
+    print(f"partitions {first}..{last} for the shifted replay (PLATFORM_FIRST_DAY, PLATFORM_LAST_DAY)")
+    return subprocess.run([sys.executable, "-m", "devtools.demo", *argv], env=env, check=False).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shift-days", type=int, default=0, help="deliver 2013 this many days later")
+    parser.add_argument("--scale", type=int, default=1, help="K times the flights a day")
+    args = parser.parse_args(argv)
+    first = SOURCE_FIRST + dt.timedelta(days=args.shift_days)
+    last = SOURCE_LAST + dt.timedelta(days=args.shift_days)
+    again = in_span(first, last, sys.argv[1:] if argv is None else argv)
+    if again is not None:
+        return again
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve())))
     home.mkdir(parents=True, exist_ok=True)
     resources = build_resources(os.environ)
     landing = Path(resources["landing"].root)  # type: ignore[attr-defined]
-    outcomes = replay(landing, FIRST, LAST)
+    outcomes = replay(landing, first, last, shift_days=args.shift_days, scale=args.scale)
     print(
-        f"replayed {FIRST}..{LAST} into {landing}: {sum(o.status == 'written' for o in outcomes)} new file(s)"
+        f"replayed {first}..{last} into {landing}: {sum(o.status == 'written' for o in outcomes)} new file(s)"
     )
     defs = build_definitions()
     instance = dg.DagsterInstance.get()
@@ -108,12 +139,12 @@ def main() -> int:
         defs,
         instance,
         "daily_ingestion",
-        range_tags(FIRST, LAST),
+        range_tags(first, last),
     )
     run(defs, instance, "online_snapshot")
     promoted = run(defs, instance, "train_evaluate_promote", must_succeed=False)
     store = resources["lake"].store()  # type: ignore[attr-defined]
-    print("\n" + table_sizes(store))
+    print("\n" + table_sizes(store, first, last))
     print("\nleaderboard (test split: November and December)\n" + model_board(ModelRegistry(store)))
     print(
         f"\nDagster instance: {home}\nOpen the UI with `make dev`, then http://127.0.0.1:3000 "
