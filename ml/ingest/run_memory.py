@@ -25,13 +25,15 @@ DEFAULT_BUDGET_GIB = 4.0
 DEFAULT_FLIGHTS_PER_DAY = 1_000
 MAX_DAYS_PER_RUN = 366
 """A year in one run at most: at 2013's traffic a year's range run is well under the budget."""
-BASE_BYTES = 450 * MIB
-"""A run worker before it reads a row: interpreter, Dagster, the code location, polars, deltalake."""
-BYTES_PER_RANGE_ROW = 1_600
+BASE_BYTES = 400 * MIB
+"""A run worker before it reads a row: interpreter, Dagster, the code location, polars, deltalake
+(a month at 1x peaks at 0.35 GiB)."""
+BYTES_PER_RANGE_ROW = 1_300
 """Peak bytes per flight row of the range: CSV text, parsed frame, validated and written bronze,
-the features built for it (measured about 1,300 at 1x-100x, plus a margin)."""
-BYTES_PER_WINDOW_ROW = 700
-"""Peak bytes per flight row of the trailing window the features read besides the range."""
+the features built for it (measured 1,190 on a month at 10x with no window; plus a margin)."""
+BYTES_PER_WINDOW_ROW = 450
+"""Peak bytes per flight row of the trailing window the features read besides the range
+(measured about 400 from 13-day runs at 100x, 2.6 GiB each; plus a margin)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,119 @@
+"""One run of a backfill, as the daemon launches it, and the bare polars script of the same days.
+
+    python -m benchmarks.range_chunk run ROOT LANDING FIRST LAST
+    python -m benchmarks.range_chunk bare ROOT LANDING FIRST LAST
+
+`run`: bronze flights, bronze weather and the features of FIRST..LAST in one Dagster run
+(`dg.materialize` with the range tags, on the lake `ROOT/lake`, whose reference tables exist).
+`bare`: the same features straight from the landing CSVs with polars and `build_features`
+(the range plus the trailing window the features read; contract dtypes, no validation, no
+Delta), the floor of what the work costs. `benchmarks.scale_curves` runs each in its own
+process so that the process's peak RSS is that of one run. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from assets.partitions import range_tags
+from benchmarks.common import ASSETS, QUIET_RUN_CONFIG, Lake
+from ml.features.flight_features import WEATHER_LOOKBACK_DAYS, build_features, lookback_days
+from ml.lake.schemas import FLIGHTS_LANDING, NULL_VALUES, PLANES_LANDING, TIMESTAMP_UTC, WEATHER_LANDING
+
+KEYS = ("bronze/flights", "bronze/weather", "features/flight_features")
+
+
+def step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Seconds from each step's start to its success, from the run's event log."""
+    started: dict[str, float] = {}
+    took: dict[str, float] = {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None or not event.step_key:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            started[event.step_key] = record.timestamp
+        elif event.event_type == dg.DagsterEventType.STEP_SUCCESS and event.step_key in started:
+            took[event.step_key] = record.timestamp - started[event.step_key]
+    return took
+
+
+def run_chunk(root: Path, landing: Path, first: dt.date, last: dt.date) -> dict[str, object]:
+    lake = Lake(root, landing)
+    selection = dg.AssetSelection.assets(*(dg.AssetKey.from_user_string(k) for k in KEYS))
+    with dg.DagsterInstance.ephemeral() as instance:
+        start = time.perf_counter()
+        result = dg.materialize(
+            ASSETS,
+            selection=selection,
+            resources=lake.resources,
+            tags=range_tags(first, last),
+            run_config=QUIET_RUN_CONFIG,
+            instance=instance,
+            raise_on_error=True,
+        )
+        wall = time.perf_counter() - start
+        steps = step_seconds(instance, result.run_id)
+    days = pl.col("flight_date").is_between(first, last)
+    store = lake.store
+    return {
+        "seconds": wall,
+        "steps": steps,
+        "flight_rows": store.scan("bronze/flights").filter(days).select(pl.len()).collect().item(),
+        "weather_rows": store.scan("bronze/weather")
+        .filter(pl.col("obs_date").is_between(first, last))
+        .select(pl.len())
+        .collect()
+        .item(),
+        "feature_rows": store.scan("features/flight_features").filter(days).select(pl.len()).collect().item(),
+    }
+
+
+def _csvs(landing: Path, dataset: str, first: dt.date, last: dt.date) -> list[Path]:
+    return sorted(p for p in (landing / dataset).glob("*.csv") if str(first) <= p.stem <= str(last))
+
+
+def bare_chunk(landing: Path, first: dt.date, last: dt.date) -> dict[str, object]:
+    """The features of first..last from the CSVs of the range and its trailing windows."""
+    start = time.perf_counter()
+    flights_from = first - dt.timedelta(days=lookback_days())
+    weather_from = first - dt.timedelta(days=WEATHER_LOOKBACK_DAYS)
+    flights = pl.read_csv(
+        _csvs(landing, "flights", flights_from, last), schema=FLIGHTS_LANDING.columns, null_values=NULL_VALUES
+    )
+    weather = pl.read_csv(
+        _csvs(landing, "weather", weather_from, last), schema=WEATHER_LANDING.columns, null_values=NULL_VALUES
+    )
+    planes = pl.read_csv(
+        landing / "reference" / "planes.csv", schema=PLANES_LANDING.columns, null_values=NULL_VALUES
+    )
+    utc = pl.col("time_hour").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_zone="UTC").cast(TIMESTAMP_UTC)
+    flights = flights.with_columns(utc).with_columns(
+        pl.date("year", "month", "day").alias("flight_date"),
+        (pl.col("time_hour") + pl.duration(minutes=pl.col("minute"))).alias("sched_dep_utc"),
+    )
+    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    frame = build_features(flights, weather.with_columns(utc), planes, days)
+    return {"seconds": time.perf_counter() - start, "feature_rows": frame.height}
+
+
+def main(argv: list[str]) -> int:
+    what, root, landing = argv[0], Path(argv[1]), Path(argv[2])
+    first, last = dt.date.fromisoformat(argv[3]), dt.date.fromisoformat(argv[4])
+    out = run_chunk(root, landing, first, last) if what == "run" else bare_chunk(landing, first, last)
+    # The process's high-water mark of resident memory (Linux reports KiB).
+    out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
