@@ -26,8 +26,10 @@ from ml.text_tables import text_table
 
 BENCHMARKS = (
     "delta_write",
+    "delta_layout",
     "incremental_features",
     "backfill",
+    "scale_curves",
     "log_growth",
     "training_throughput",
     "dvc_snapshot",

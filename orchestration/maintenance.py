@@ -1,8 +1,11 @@
-"""The maintenance job: compact small files, vacuum old ones, checkpoint the Delta log.
+"""The maintenance job: lay out or compact small files, vacuum old ones, checkpoint the Delta log.
 
 It maintains every Delta table it finds under the lake root, so a new table (a log the
 server appends to in small batches, a new bronze source) is compacted without anyone
-remembering to list it.
+remembering to list it. Daily tables are kept in files of adjacent whole days
+(`ml.lake.layout`), so that replacing a day stays cheap however long the table grows; the
+report lists, per table, the files before and after, the most days a file holds and any
+day range left for the next run because a daily write committed first.
 """
 
 import dagster as dg
@@ -23,7 +26,10 @@ class MaintenanceConfig(dg.Config):
     )
 
 
-@dg.op(description="OPTIMIZE (compact) and VACUUM every Delta table under the lake root.")
+@dg.op(
+    description="Lay out daily Delta tables in day ranges, OPTIMIZE (compact) the others, VACUUM "
+    "and checkpoint every table under the lake root."
+)
 def compact_and_vacuum(context: dg.OpExecutionContext, config: MaintenanceConfig, lake: LakeResource) -> None:
     store = lake.store()
     needed = ModelRegistry(store).needed_versions()

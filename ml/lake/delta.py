@@ -3,6 +3,8 @@
 Daily tables are not physically partitioned: a day is replaced by an overwrite whose
 predicate names exactly the days being written, after checking every row belongs to
 one of them (a predicate that could touch other days is refused before any write).
+Maintenance keeps their files in day ranges (`ml.lake.layout`), so that the cost of
+replacing a day does not grow with the table.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
+from ml.lake import layout
 from ml.lake.storage import filesystem, join_uri
+from ml.lake.tables import day_column
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TABLE_CONFIGURATION = {
@@ -30,6 +34,10 @@ TABLE_CONFIGURATION = {
 COMMIT_ATTEMPTS = 8
 VACUUM_RETENTION_HOURS = 168
 """Files no longer referenced for this long are deleted by the maintenance vacuum."""
+OPERATION_KEY = "platform_operation"
+MAINTENANCE = "maintenance"
+"""Commit metadata of maintenance commits (`OPERATION_KEY: MAINTENANCE`): they move rows
+between files and change none, so lineage skips them."""
 
 
 class LineageError(RuntimeError):
@@ -128,7 +136,9 @@ class DeltaStore:
         """Replace exactly `days` of a table with `frame` in one commit."""
         predicate = day_predicate(column, days)
         check_rows_within(frame, column, days)
-        return self._commit(table, frame, predicate, commit_metadata)
+        if len(set(days)) > 1:  # a range run's files then each hold a run of days
+            frame = frame.sort(column, maintain_order=True).rechunk()  # delta-rs interleaves chunks
+        return self._commit(table, frame, predicate, commit_metadata, day_column=column)
 
     def overwrite(
         self,
@@ -148,20 +158,23 @@ class DeltaStore:
         predicate: str | None,
         commit_metadata: Mapping[str, str],
         replace_schema: bool = False,
+        day_column: str | None = None,
     ) -> WriteResult:
         uri = self.uri(table)
         data = frame.to_arrow()
-        before = self.ensure_table(table, data.schema)
+        snapshot = self.ensure_table(table, data.schema, day_column)
+        before = int(snapshot.version())
         metadata = {**commit_metadata, "write_id": uuid.uuid4().hex}
         properties = CommitProperties(custom_metadata=metadata, max_commit_retries=50)
         for attempt in range(COMMIT_ATTEMPTS):
             try:
                 write_deltalake(
-                    uri,
+                    snapshot,
                     data,
                     mode="overwrite",
                     predicate=predicate,
                     schema_mode="overwrite" if replace_schema else None,
+                    target_file_size=layout.WRITE_TARGET_BYTES if day_column else None,
                     storage_options=self._options,
                     commit_properties=properties,
                 )
@@ -170,6 +183,7 @@ class DeltaStore:
                 if attempt == COMMIT_ATTEMPTS - 1 or not _is_conflict(exc):
                     raise
                 time.sleep(0.05 * 2**attempt)
+                snapshot = self.table(table)
         return WriteResult(
             table=table,
             uri=uri,
@@ -177,13 +191,15 @@ class DeltaStore:
             rows=frame.height,
         )
 
-    def ensure_table(self, table: str, schema: pa.Schema) -> int:
+    def ensure_table(self, table: str, schema: pa.Schema, day_column: str | None = None) -> DeltaTable:
         """Create an empty table if there is none, so every write is a predicate overwrite.
 
         (An append that creates the table could land on a table a concurrent writer just
-        created and duplicate a day.) Returns the version before our write. A writer that
+        created and duplicate a day.) Returns the table as loaded before our write: the write
+        starts from that snapshot rather than loading the log again. A writer that
         loses the race to create does not retry its create at the next version (on S3 that
-        left a second CREATE TABLE commit): it fails, and finds the winner's table.
+        left a second CREATE TABLE commit): it fails, and finds the winner's table. A table
+        replaced by day keeps statistics of its day column only (`layout.stats_configuration`).
         """
         if not self.exists(table):
             try:
@@ -191,14 +207,14 @@ class DeltaStore:
                     self.uri(table),
                     schema,
                     mode="ignore",
-                    configuration=TABLE_CONFIGURATION,
+                    configuration={**TABLE_CONFIGURATION, **layout.stats_configuration(day_column)},
                     storage_options=self._options,
                     commit_properties=CommitProperties(max_commit_retries=0),
                 )
             except (CommitFailedError, DeltaError) as exc:
                 if not self.exists(table):
                     raise DeltaError(f"could not create Delta table {table}: {exc}") from exc
-        return int(self.table(table).version())
+        return self.table(table)
 
     def _version_of(self, table: str, write_id: str, before: int) -> int:
         """The version of our own commit, found in the log files written after `before`.
@@ -259,20 +275,26 @@ class DeltaStore:
     def maintain(
         self, table: str, retention_hours: int, keep_versions: Sequence[int] = ()
     ) -> dict[str, object]:
-        """Compact small files, vacuum what is older than the retention, checkpoint the log.
+        """Lay out or compact the files, vacuum what is older than the retention, checkpoint the log.
 
-        Files and log entries of `keep_versions` are kept (registered models read them);
-        if the vacuum would still delete one, nothing is deleted and LineageError is raised.
+        A daily table (`ml.lake.tables.DAY_COLUMNS`) is kept in day-range files; any other is
+        compacted by delta-rs. Files and log entries of `keep_versions` are kept (registered
+        models read them); if the vacuum would still delete one, nothing is deleted and
+        LineageError is raised.
         """
         gone = self.unrecoverable_versions(table, keep_versions)
         if gone:
             raise LineageError(
                 f"{table}: registered version(s) already unrecoverable, maintenance stopped: {gone}"
             )
-        delta = self.table(table)
-        compaction = delta.optimize.compact(
-            commit_properties=CommitProperties(custom_metadata={"platform_operation": "maintenance"})
-        )
+        files_before = len(self.table(table).file_uris())
+        column = day_column(table)
+        if column:
+            stats = layout.lay_out(
+                lambda: self.table(table), column, {OPERATION_KEY: MAINTENANCE}, self._options
+            )
+        else:
+            stats = self._compact(table)
         broken = self.endangered_versions(table, retention_hours, keep_versions)
         if broken:
             raise LineageError(
@@ -289,13 +311,28 @@ class DeltaStore:
         delta.create_checkpoint()
         if not keep_versions:
             delta.cleanup_metadata()
+        delta = self.table(table)
+        files = layout.live_files(delta, column) if column else None
         return {
-            "files_added": int(compaction.get("numFilesAdded", 0)),
-            "files_removed": int(compaction.get("numFilesRemoved", 0)),
+            "layout": f"day ranges of {column}" if column else "compacted by size",
+            "files_before": files_before,
+            "files_after": len(delta.file_uris()),
+            "max_days_per_file": layout.max_days_per_file(files) if files is not None else "-",
+            **stats,
             "files_vacuumed": len(removed),
             "kept_versions": sorted(set(keep_versions)),
             "log_cleaned": not keep_versions,
-            "version": int(self.table(table).version()),
+            "version": int(delta.version()),
+        }
+
+    def _compact(self, table: str) -> dict[str, object]:
+        compaction = self.table(table).optimize.compact(
+            commit_properties=CommitProperties(custom_metadata={OPERATION_KEY: MAINTENANCE})
+        )
+        return {
+            "files_added": int(compaction.get("numFilesAdded", 0)),
+            "files_removed": int(compaction.get("numFilesRemoved", 0)),
+            "skipped": "-",
         }
 
     def tables(self) -> list[str]:

@@ -29,3 +29,27 @@ def rejects_table(table: str) -> str:
 def landing_log_table(table: str) -> str:
     """Per day of a daily bronze table: the landing file, its md5 and its row counts."""
     return f"{table}_landing_log"
+
+
+DAY_COLUMNS: dict[str, str] = {
+    BRONZE_FLIGHTS: "flight_date",
+    BRONZE_WEATHER: "obs_date",
+    **{
+        companion(t): "day"
+        for t in (BRONZE_FLIGHTS, BRONZE_WEATHER)
+        for companion in (rejects_table, landing_log_table)
+    },
+    FEATURES_TABLE: "flight_date",
+    DRIFT_TABLE: "as_of",
+    LIVE_PERFORMANCE_TABLE: "flight_date",
+}
+"""The daily tables (written by `DeltaStore.replace_days`) and their day column.
+
+Maintenance keeps these in day-range files (`ml.lake.layout`) so that replacing a day stays
+as cheap as the table grows; every other table is compacted by size.
+"""
+
+
+def day_column(table: str) -> str | None:
+    """The column a daily table is replaced by, or None for a table that is not written by day."""
+    return DAY_COLUMNS.get(table)

@@ -7,8 +7,8 @@ A commit's custom metadata holds one JSON entry under `LINEAGE_KEY`:
 - a features commit: the days it wrote and the version of every bronze table it read.
 
 The entries live in the tables' own logs, so the chain from a feature version down to the
-landing files needs no other store, and survives compaction (OPTIMIZE commits carry none
-and change no row).
+landing files needs no other store, and survives maintenance: its commits (a compaction, or
+a daily table's files cut into day ranges) carry none, change no row and are skipped.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ml.lake.delta import DeltaStore
+from ml.lake.delta import MAINTENANCE, OPERATION_KEY, DeltaStore
 from ml.lake.storage import absolute_uri
 from ml.lake.tables import FEATURES_TABLE
 
@@ -89,7 +89,7 @@ def lineage_commits(store: DeltaStore, table: str, at_version: int) -> list[Comm
     for info in store.history(table):
         version = int(info["version"])
         raw = info.get(LINEAGE_KEY)
-        if version > at_version or not raw:
+        if version > at_version or not raw or info.get(OPERATION_KEY) == MAINTENANCE:
             continue
         entry = json.loads(raw)
         landing = {
