@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -49,10 +50,12 @@ def _extra(parser) -> None:  # type: ignore[no-untyped-def]
     parser.add_argument("--budget-gib", type=float, default=4.0, help="PLATFORM_RUN_MEMORY_GIB of the plan")
 
 
-def _python(*args: str) -> tuple[dict, int, float]:
-    """Run `python -m ...` in its own process: its JSON line, its peak RSS (bytes) and wall seconds."""
+def _python(span: tuple[dt.date, dt.date], *args: str) -> tuple[dict, int, float]:
+    """Run `python -m ...` in its own process with partitions over `span`: its JSON line, its
+    peak RSS (bytes) and wall seconds."""
+    env = {**os.environ, "PLATFORM_FIRST_DAY": str(span[0]), "PLATFORM_LAST_DAY": str(span[1])}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", *args], cwd=PROJECT, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", *args], cwd=PROJECT, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if done.returncode:
         raise RuntimeError(f"python -m {' '.join(args)} exited {done.returncode}: {done.stderr[-3000:]}")
@@ -97,10 +100,10 @@ def backfill(work: Path, label: str, first: dt.date, last: dt.date, scale: int, 
     peak = bare_peak = 0
     for start, end in runs:
         out, rss, wall = _python(
-            "benchmarks.range_chunk", "run", str(root), str(landing), str(start), str(end)
+            (first, last), "benchmarks.range_chunk", "run", str(root), str(landing), str(start), str(end)
         )
         bare, bare_rss, bare_wall = _python(
-            "benchmarks.range_chunk", "bare", str(root), str(landing), str(start), str(end)
+            (first, last), "benchmarks.range_chunk", "bare", str(root), str(landing), str(start), str(end)
         )
         if bare["feature_rows"] != out["feature_rows"]:
             raise RuntimeError(

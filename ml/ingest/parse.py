@@ -16,6 +16,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from ml.lake.schemas import NULL_VALUES, LandingContract
@@ -79,6 +80,26 @@ def _field_count_error(line_no: int, fields: int, expected: int) -> str:
     return f"line {line_no} has {fields} fields, the header has {expected}"
 
 
+def _check_field_counts(data: bytes, expected: int, source: str) -> int:
+    """Data rows of an unquoted file whose every line has `expected` fields, or the first line that has not.
+
+    Counted with numpy over the bytes (commas between consecutive newlines): a Python loop
+    over the lines cost 1.5 s per million rows, most of a 100x day's parse.
+    """
+    raw = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(raw == ord("\n"))
+    commas_before = np.concatenate(([0], np.cumsum(raw == ord(","))[newlines]))
+    per_line = np.diff(commas_before)[1:]  # commas of each data line, header excluded
+    bad = np.flatnonzero(per_line != expected - 1)
+    if bad.size:
+        index = int(bad[0])
+        start, end = int(newlines[index]) + 1, int(newlines[index + 1])
+        line = data[start:end]
+        fields = 0 if not line.rstrip(b"\r") else line.count(b",") + 1
+        raise LandingFileError(source, _field_count_error(index + 2, fields, expected))
+    return len(newlines) - 1
+
+
 def _check_file(data: bytes, contract: LandingContract, source: str) -> _Checked:
     """Encoding, completeness, header and field counts of one file; its data rows counted."""
     data = data.removeprefix(BOM)
@@ -92,15 +113,9 @@ def _check_file(data: bytes, contract: LandingContract, source: str) -> _Checked
         )
     if b'"' not in data:
         # No quoting: a record is a line and a field separator is a comma.
-        lines = data.split(b"\n")[:-1]
-        header = [h.strip() for h in lines[0].rstrip(b"\r").decode().split(",")]
+        header = [h.strip() for h in data[: data.index(b"\n")].rstrip(b"\r").decode().split(",")]
         _check_header(header, contract, source)
-        commas = len(header) - 1
-        for line_no, line in enumerate(lines[1:], start=2):
-            if line.count(b",") != commas:
-                fields = 0 if not line.rstrip(b"\r") else line.count(b",") + 1
-                raise LandingFileError(source, _field_count_error(line_no, fields, len(header)))
-        rows = len(lines) - 1
+        rows = _check_field_counts(data, len(header), source)
     else:
         records = csv.reader(io.StringIO(text))
         header = [h.strip() for h in next(records, [])]
