@@ -176,10 +176,11 @@ def main(argv: Sequence[str] | None = None) -> Report:
     )
     for r in results:
         report.headline(f"{r['label']}: backfill peak RSS ÷ budget", r["peak_rss"] / r["budget"], 1.0)
-    top = max((r for r in results if "years" not in r["label"]), key=lambda r: r["flight_rows"])
-    report.headline(
-        f"{top['label']}: backfill ÷ bare polars script", top["seconds"] / top["bare_seconds"], 1.5
-    )
+    for r in results:
+        target = 1.5 if r["label"] == "100x" else None  # the target is set at 100x traffic
+        report.headline(
+            f"{r['label']}: backfill ÷ bare polars script", r["seconds"] / r["bare_seconds"], target
+        )
     return report.finish(args.json)
 
 
