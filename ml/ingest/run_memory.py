@@ -53,8 +53,19 @@ class RunMemory:
         days = room // (self.flights_per_day * BYTES_PER_RANGE_ROW) if room > 0 else 0
         return int(max(1, min(MAX_DAYS_PER_RUN, days)))
 
+    @property
+    def fits(self) -> bool:
+        """Whether a run of one day stays under the budget (the features' window alone may not)."""
+        return self.peak_bytes(1) <= self.budget_bytes
+
     def describe(self) -> str:
         days = self.days_per_run()
+        if not self.fits:
+            return (
+                f"one day needs about {self.peak_bytes(1) / GIB:.2f} GiB at {self.flights_per_day:,} flights a "
+                f"day (its 28-day window included), over the {self.budget_bytes / GIB:.2f} GiB budget: "
+                "raise PLATFORM_RUN_MEMORY_GIB"
+            )
         return (
             f"{days} day(s) per run: {self.flights_per_day:,} flights a day planned, "
             f"about {self.peak_bytes(days) / GIB:.2f} GiB of a {self.budget_bytes / GIB:.2f} GiB budget"

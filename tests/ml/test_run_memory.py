@@ -37,3 +37,10 @@ def test_traffic_above_the_plan_is_reported_with_the_setting_to_change() -> None
 def test_a_bad_budget_is_refused_naming_the_variable(value: str) -> None:
     with pytest.raises(SettingsError, match="PLATFORM_RUN_MEMORY_GIB"):
         run_memory({"PLATFORM_RUN_MEMORY_GIB": value}, 28)
+
+
+def test_traffic_whose_single_day_exceeds_the_budget_says_so() -> None:
+    plan = run_memory({"PLATFORM_FLIGHTS_PER_DAY": "920000"}, 28)
+    assert plan.days_per_run() == 1 and not plan.fits
+    assert "over the 4.00 GiB budget" in plan.describe() and "PLATFORM_RUN_MEMORY_GIB" in plan.describe()
+    assert run_memory({"PLATFORM_FLIGHTS_PER_DAY": "92000"}, 28).fits
