@@ -64,15 +64,29 @@ PER_PARTITION_SAMPLE = 120
 ALL = (*BRONZE, *FEATURES)
 
 
-def bare_features(landing: Path, days: list[dt.date]) -> pl.DataFrame:
-    """The features of `days` straight from the landing CSVs: polars and build_features only."""
-    first, last = days[0].isoformat(), days[-1].isoformat()
+def bare_features(
+    landing: Path,
+    days: list[dt.date],
+    flights_from: dt.date | None = None,
+    weather_from: dt.date | None = None,
+) -> pl.DataFrame:
+    """The features of `days` straight from the landing CSVs: polars and build_features only.
 
-    def files(dataset: str) -> list[Path]:
-        return sorted(p for p in (landing / dataset).glob("*.csv") if first <= p.stem <= last)
+    `flights_from` / `weather_from`: the first day of each dataset to read (a trailing
+    window before `days`); by default the first of `days`.
+    """
+    last = days[-1].isoformat()
 
-    flights = pl.read_csv(files("flights"), schema=FLIGHTS_LANDING.columns, null_values=NULL_VALUES)
-    weather = pl.read_csv(files("weather"), schema=WEATHER_LANDING.columns, null_values=NULL_VALUES)
+    def files(dataset: str, first: dt.date | None) -> list[Path]:
+        start = (first or days[0]).isoformat()
+        return sorted(p for p in (landing / dataset).glob("*.csv") if start <= p.stem <= last)
+
+    flights = pl.read_csv(
+        files("flights", flights_from), schema=FLIGHTS_LANDING.columns, null_values=NULL_VALUES
+    )
+    weather = pl.read_csv(
+        files("weather", weather_from), schema=WEATHER_LANDING.columns, null_values=NULL_VALUES
+    )
     planes = pl.read_csv(
         landing / "reference" / "planes.csv", schema=PLANES_LANDING.columns, null_values=NULL_VALUES
     )

@@ -24,9 +24,9 @@ import dagster as dg
 import polars as pl
 
 from assets.partitions import range_tags
+from benchmarks.backfill import bare_features
 from benchmarks.common import ASSETS, QUIET_RUN_CONFIG, Lake
-from ml.features.flight_features import WEATHER_LOOKBACK_DAYS, build_features, lookback_days
-from ml.lake.schemas import FLIGHTS_LANDING, NULL_VALUES, PLANES_LANDING, TIMESTAMP_UTC, WEATHER_LANDING
+from ml.features.flight_features import WEATHER_LOOKBACK_DAYS, lookback_days
 
 KEYS = ("bronze/flights", "bronze/weather", "features/flight_features")
 
@@ -77,31 +77,16 @@ def run_chunk(root: Path, landing: Path, first: dt.date, last: dt.date) -> dict[
     }
 
 
-def _csvs(landing: Path, dataset: str, first: dt.date, last: dt.date) -> list[Path]:
-    return sorted(p for p in (landing / dataset).glob("*.csv") if str(first) <= p.stem <= str(last))
-
-
 def bare_chunk(landing: Path, first: dt.date, last: dt.date) -> dict[str, object]:
     """The features of first..last from the CSVs of the range and its trailing windows."""
     start = time.perf_counter()
-    flights_from = first - dt.timedelta(days=lookback_days())
-    weather_from = first - dt.timedelta(days=WEATHER_LOOKBACK_DAYS)
-    flights = pl.read_csv(
-        _csvs(landing, "flights", flights_from, last), schema=FLIGHTS_LANDING.columns, null_values=NULL_VALUES
-    )
-    weather = pl.read_csv(
-        _csvs(landing, "weather", weather_from, last), schema=WEATHER_LANDING.columns, null_values=NULL_VALUES
-    )
-    planes = pl.read_csv(
-        landing / "reference" / "planes.csv", schema=PLANES_LANDING.columns, null_values=NULL_VALUES
-    )
-    utc = pl.col("time_hour").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_zone="UTC").cast(TIMESTAMP_UTC)
-    flights = flights.with_columns(utc).with_columns(
-        pl.date("year", "month", "day").alias("flight_date"),
-        (pl.col("time_hour") + pl.duration(minutes=pl.col("minute"))).alias("sched_dep_utc"),
-    )
     days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
-    frame = build_features(flights, weather.with_columns(utc), planes, days)
+    frame = bare_features(
+        landing,
+        days,
+        flights_from=first - dt.timedelta(days=lookback_days()),
+        weather_from=first - dt.timedelta(days=WEATHER_LOOKBACK_DAYS),
+    )
     return {"seconds": time.perf_counter() - start, "feature_rows": frame.height}
 
 
