@@ -168,8 +168,10 @@ class DeltaStore:
         properties = CommitProperties(custom_metadata=metadata, max_commit_retries=50)
         for attempt in range(COMMIT_ATTEMPTS):
             try:
+                # The URI, not the snapshot ensure_table loaded: with eight concurrent writers on
+                # S3 a write given the loaded table committed where _version_of could not find it.
                 write_deltalake(
-                    snapshot,
+                    uri,
                     data,
                     mode="overwrite",
                     predicate=predicate,
@@ -183,7 +185,6 @@ class DeltaStore:
                 if attempt == COMMIT_ATTEMPTS - 1 or not _is_conflict(exc):
                     raise
                 time.sleep(0.05 * 2**attempt)
-                snapshot = self.table(table)
         return WriteResult(
             table=table,
             uri=uri,

@@ -124,7 +124,9 @@ def test_a_features_backfill_launched_from_the_ui_dialog_completes(
             partitions.fill(f"[{FIRST}...{LAST}]", timeout=UI_TIMEOUT_MS)
             partitions.press("Enter", timeout=UI_TIMEOUT_MS)
             expect(dialog).to_contain_text("10 partitions", timeout=UI_TIMEOUT_MS)
-            expect(dialog).to_contain_text("Backfills all partitions in a single run", timeout=UI_TIMEOUT_MS)
+            expect(dialog).to_contain_text(
+                "Backfills in multiple runs, with a maximum of 366 partitions per run", timeout=UI_TIMEOUT_MS
+            )
             shot(page, "2-backfill-dialog")
             dialog.get_by_role("button", name="Launch backfill").click(timeout=UI_TIMEOUT_MS)
 

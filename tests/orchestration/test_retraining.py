@@ -192,15 +192,21 @@ def test_the_training_job_carries_the_tag_the_instance_limits_to_one_run(tmp_pat
     assert dict(TRAINING_RUN_TAGS).items() <= job.run_tags.items()
     local = yaml.safe_load(INSTANCE_TEMPLATE.read_text())
     k8s = yaml.safe_load((PROJECT / "orchestration" / "instance" / "k8s.yaml").read_text())
-    assert local["run_coordinator"] == k8s["run_coordinator"]
     helm = yaml.safe_load((PROJECT / "deploy" / "helm" / "values.yaml").read_text())
     queued = helm["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
-    assert queued["tagConcurrencyLimits"] == [LIMIT]
+    # One training at a time everywhere; the backfill pool is 1 run locally, 4 run pods on the cluster.
+    pool = {"key": "dagster/backfill"}
+    for limits, backfills in (
+        (local["run_coordinator"]["config"]["tag_concurrency_limits"], 1),
+        (k8s["run_coordinator"]["config"]["tag_concurrency_limits"], 4),
+        (queued["tagConcurrencyLimits"], 4),
+    ):
+        assert limits == [LIMIT, {**pool, "limit": backfills}]
     (tmp_path / "dagster.yaml").write_text(instance_yaml(tmp_path))
     with dg.DagsterInstance.from_config(str(tmp_path)) as loaded:
         assert isinstance(loaded.run_coordinator, dg.QueuedRunCoordinator)
         config = loaded.get_concurrency_config().run_queue_config
-        assert config is not None and config.tag_concurrency_limits == [LIMIT]
+        assert config is not None and config.tag_concurrency_limits == [LIMIT, {**pool, "limit": 1}]
 
 
 def test_the_run_queue_starts_one_training_at_a_time(tmp_path: Path) -> None:
