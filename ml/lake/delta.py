@@ -162,13 +162,12 @@ class DeltaStore:
     ) -> WriteResult:
         uri = self.uri(table)
         data = frame.to_arrow()
-        snapshot = self.ensure_table(table, data.schema, day_column)
-        before = int(snapshot.version())
+        before = int(self.ensure_table(table, data.schema, day_column).version())
         metadata = {**commit_metadata, "write_id": uuid.uuid4().hex}
         properties = CommitProperties(custom_metadata=metadata, max_commit_retries=50)
         for attempt in range(COMMIT_ATTEMPTS):
             try:
-                # The URI, not the snapshot ensure_table loaded: with eight concurrent writers on
+                # The URI, not the table ensure_table loaded: with eight concurrent writers on
                 # S3 a write given the loaded table committed where _version_of could not find it.
                 write_deltalake(
                     uri,
@@ -196,8 +195,9 @@ class DeltaStore:
         """Create an empty table if there is none, so every write is a predicate overwrite.
 
         (An append that creates the table could land on a table a concurrent writer just
-        created and duplicate a day.) Returns the table as loaded before our write: the write
-        starts from that snapshot rather than loading the log again. A writer that
+        created and duplicate a day.) Returns the table as loaded before our write, whose
+        version is where `_version_of` starts looking for the commit (the write itself goes
+        through the URI: see `_commit`). A writer that
         loses the race to create does not retry its create at the next version (on S3 that
         left a second CREATE TABLE commit): it fails, and finds the winner's table. A table
         replaced by day keeps statistics of its day column only (`layout.stats_configuration`).
