@@ -14,6 +14,7 @@ come from the usual AWS_* variables, which deltalake, pyarrow and DVC read thems
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -58,6 +59,30 @@ def json_variable(env: Mapping[str, str], name: str, default: object) -> object:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
         raise SettingsError(f"{name} is not valid JSON: {exc}") from exc
+
+
+def number_variable(
+    env: Mapping[str, str], name: str, default: float, *, positive: bool = False, whole: bool = False
+) -> float:
+    """The number in variable `name`, or `default` when it is unset or blank.
+
+    `positive` refuses zero and below, `whole` a fraction; a value that is not a finite
+    number is always refused. The `SettingsError` names the variable and its value.
+    """
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a number") from exc
+    if not math.isfinite(value):
+        raise SettingsError(f"{name}={raw!r} is not a number")
+    if positive and value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be positive")
+    if whole and not value.is_integer():
+        raise SettingsError(f"{name}={raw!r} is not a whole number")
+    return value
 
 
 def storage_options(env: Mapping[str, str]) -> dict[str, str]:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ml.settings import SettingsError, lake_settings
+from ml.settings import SettingsError, lake_settings, number_variable
 from serving.unknown_codes import UNKNOWN_POLICIES, UnknownPolicy
 
 TOKEN_VARIABLE = "PLATFORM_SERVING_TOKEN"
@@ -158,16 +158,11 @@ class ServingConfig:
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(f"PLATFORM_SERVING_{name}", "")
-    if not raw:
-        return default
+    """PLATFORM_SERVING_`name`: a whole number where the default is an int; a ConfigError if not."""
     try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"PLATFORM_SERVING_{name}={raw!r} is not a number") from exc
-    if isinstance(default, int) and not value.is_integer():
-        raise ConfigError(f"PLATFORM_SERVING_{name}={raw!r} is not a whole number")
-    return value
+        return number_variable(env, f"PLATFORM_SERVING_{name}", default, whole=isinstance(default, int))
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _default_cache() -> Path:

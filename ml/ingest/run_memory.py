@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ml.settings import SettingsError
+from ml.settings import number_variable
 
 GIB = 1024**3
 MIB = 1024**2
@@ -84,21 +84,8 @@ class RunMemory:
         )
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name}={raw!r} is not a number") from exc
-    if value <= 0:
-        raise SettingsError(f"{name}={raw!r} must be positive")
-    return value
-
-
 def run_memory(env: Mapping[str, str], window_days: int) -> RunMemory:
     """The budget and traffic of PLATFORM_RUN_MEMORY_GIB and PLATFORM_FLIGHTS_PER_DAY."""
-    budget = _number(env, "PLATFORM_RUN_MEMORY_GIB", DEFAULT_BUDGET_GIB)
-    flights = _number(env, "PLATFORM_FLIGHTS_PER_DAY", DEFAULT_FLIGHTS_PER_DAY)
+    budget = number_variable(env, "PLATFORM_RUN_MEMORY_GIB", DEFAULT_BUDGET_GIB, positive=True)
+    flights = number_variable(env, "PLATFORM_FLIGHTS_PER_DAY", DEFAULT_FLIGHTS_PER_DAY, positive=True)
     return RunMemory(int(budget * GIB), int(flights), window_days)

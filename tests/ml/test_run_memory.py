@@ -33,10 +33,12 @@ def test_traffic_above_the_plan_is_reported_with_the_setting_to_change() -> None
     assert warning is not None and "PLATFORM_FLIGHTS_PER_DAY=10120" in warning
 
 
-@pytest.mark.parametrize("value", ["four", "0", "-1"])
+@pytest.mark.parametrize("value", ["four", "0", "-1", "nan", "inf"])
 def test_a_bad_budget_is_refused_naming_the_variable(value: str) -> None:
     with pytest.raises(SettingsError, match="PLATFORM_RUN_MEMORY_GIB"):
         run_memory({"PLATFORM_RUN_MEMORY_GIB": value}, 28)
+    with pytest.raises(SettingsError, match=f"PLATFORM_FLIGHTS_PER_DAY='{value}'"):
+        run_memory({"PLATFORM_FLIGHTS_PER_DAY": value}, 28)
 
 
 def test_traffic_whose_single_day_exceeds_the_budget_says_so() -> None:

@@ -232,6 +232,8 @@ def test_the_http_limits_are_settings_with_sane_defaults() -> None:
         ("HEADER_TIMEOUT_SECONDS", "0", "header_timeout_seconds must be positive"),
         ("MAX_CONCURRENCY", "0", "max_concurrency must be at least 1"),
         ("MAX_HEADER_BYTES", "16k", "PLATFORM_SERVING_MAX_HEADER_BYTES='16k' is not a number"),
+        ("MAX_CONCURRENCY", "2.5", "PLATFORM_SERVING_MAX_CONCURRENCY='2.5' is not a whole number"),
+        ("KEEP_ALIVE_SECONDS", "inf", "PLATFORM_SERVING_KEEP_ALIVE_SECONDS='inf' is not a number"),
     ):
         with pytest.raises(ConfigError, match=complaint):
             ServingConfig.from_env({**tokens, f"PLATFORM_SERVING_{name}": value})
