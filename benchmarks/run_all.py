@@ -32,6 +32,7 @@ BENCHMARKS = (
     "scale_curves",
     "log_growth",
     "training_throughput",
+    "training_scale",
     "dvc_snapshot",
     "sensor_tick",
     "control_plane",

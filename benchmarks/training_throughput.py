@@ -7,8 +7,10 @@ params.yaml) on the same train split, in one process, one after the other:
 
 - entrypoint: `python -m ml.training.train` run in-process (`ml.training.train.main`); samples/s of each
   epoch's training loop as its timings.json records them (validation and checkpoint
-  excluded), so the ratio shows what the loop's own machinery costs: per-epoch
-  permutation from a seeded generator, one-cycle schedule, loss scaler, on-device loss sum;
+  excluded), so the ratio shows what the loop's own machinery costs: the epoch's seeded order
+  (chunks, then rows within a window), reading and expanding the encoded split a window at a
+  time, one-cycle schedule, loss scaler, on-device loss sum (`benchmarks.training_scale` times
+  the same entrypoint on 10 and 100 times this set);
 - bare: the tensors already in memory and the plainest loop over them (random
   permutation, slice, forward, loss, backward, step), with autocast on CUDA as well.
 
@@ -30,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import torch
 import yaml
 from torch.nn import functional
@@ -46,12 +49,14 @@ from benchmarks.common import (
     ratio,
     replay_landing,
 )
+from ml.evaluation.metrics import label_values
 from ml.lake.tables import FEATURES_TABLE
 from ml.training import train
 from ml.training.model import ModelConfig, TabularNet
 from ml.training.params import load_params
 from ml.training.preprocess import Preprocessor
 from ml.training.progress import device_name
+from ml.training.stream import Batch
 from ml.training.trainer import TrainParams
 from ml.training.training_set import SplitSizes, split_by_time, write_snapshot
 
@@ -93,9 +98,15 @@ def run_entrypoint(snapshot: Path, work: Path, section: dict[str, Any], device: 
 def bare_loop(snapshot: Path, section: dict[str, Any], device: torch.device, epochs: int) -> list[float]:
     """Samples/s per epoch of the plainest loop over in-memory tensors (one untimed warm-up epoch)."""
     params = TrainParams.from_section(section)
-    manifest, frames = train.read_training_set(snapshot)
-    preprocessor = Preprocessor.fit(frames["train"], manifest["categorical"], manifest["numeric"])
-    data = train.to_split("train", frames["train"], preprocessor, manifest["label"], device)
+    manifest, paths = train.read_training_set(snapshot)
+    frame = pl.read_parquet(paths["train"])
+    preprocessor = Preprocessor.fit(frame, manifest["categorical"], manifest["numeric"])
+    codes, numbers = preprocessor.transform(frame)
+    data = Batch(
+        torch.from_numpy(codes).to(device),
+        torch.from_numpy(numbers).to(device),
+        torch.from_numpy(label_values(frame, manifest["label"]).astype("float32")).to(device),
+    )
     config = ModelConfig(
         tuple(preprocessor.cardinalities),
         preprocessor.numeric_width,

@@ -111,7 +111,16 @@ class K8sLauncher(TrainingLauncher):
         )
 
     def command(self, request: TrainingRequest) -> list[str]:
-        return ["python", "-m", "ml.training.train", *request.arguments()]
+        """The entrypoint, told the pod's memory limit: it keeps the encoded splits in memory only when
+        they take at most half of it, else streams them from files under the pod's /tmp."""
+        return [
+            "python",
+            "-m",
+            "ml.training.train",
+            *request.arguments(),
+            "--memory-budget",
+            self.memory_limit,
+        ]
 
     def launch(self, context: dg.AssetExecutionContext, request: TrainingRequest) -> dg.MaterializeResult:
         from resources.k8s_watch import BoundedPipesK8sClient

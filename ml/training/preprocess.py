@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from ml.training.moments import Moments
+
 FORMAT_VERSION = 1
+Batches = Callable[[Sequence[str]], Iterable[pl.DataFrame]]
+"""Reads the given columns of a split batch by batch, in the same order each time it is called."""
 UNKNOWN = 0
 """Code of a null, or of a category that train never saw; real categories start at 1."""
 
@@ -56,29 +61,50 @@ class Preprocessor:
 
     @classmethod
     def fit(cls, train: pl.DataFrame, categorical: Sequence[str], numeric: Sequence[str]) -> Preprocessor:
-        if train.is_empty():
-            raise ValueError("cannot fit a preprocessor on an empty train split")
+        """`fit_batches` of one frame held in memory: its statistics are numpy's, to the bit."""
         _require_columns(train, [*categorical, *numeric])
-        vocabularies = {c: _vocabulary(train[c]) for c in categorical}
+        return cls.fit_batches(lambda columns: [train.select(columns)], categorical, numeric)
+
+    @classmethod
+    def fit_batches(cls, read: Batches, categorical: Sequence[str], numeric: Sequence[str]) -> Preprocessor:
+        """Fit on a train split read batch by batch (in file order), holding one batch at a time.
+
+        Category counts add up exactly and numeric moments merge (`ml.training.moments`), so the
+        result does not depend on how the split is cut into batches beyond float rounding (about
+        1e-15 relative). A second pass reads only the columns found long-tailed, for the moments of
+        their logarithm (on 2013 one column: Parquet decodes just that one).
+        """
+        counts: dict[str, Counter[str]] = {c: Counter() for c in categorical}
+        raw = dict.fromkeys(numeric, Moments())
+        rows = 0
+        for batch in read([*categorical, *numeric]):
+            _require_columns(batch, [*categorical, *numeric])
+            rows += batch.height
+            for column in categorical:
+                seen = batch[column].cast(pl.String).drop_nulls().value_counts(name="n")
+                counts[column].update(dict(zip(seen[column].to_list(), seen["n"].to_list(), strict=True)))
+            for column, moments in _batch_moments(batch, numeric).items():
+                raw[column] = raw[column].merge(moments)
+        if rows == 0:
+            raise ValueError("cannot fit a preprocessor on an empty train split")
+        logged = [column for column in numeric if _is_right_skewed(raw[column])]
+        logs = dict.fromkeys(logged, Moments())
+        for batch in read(logged) if logged else ():
+            for column, moments in _batch_moments(batch, logged, np.log1p).items():
+                logs[column] = logs[column].merge(moments)
         means, stds, lows, highs = {}, {}, {}, {}
-        logged: list[str] = []
         for column in numeric:
-            values = _as_float(train, column)
-            known = values[~np.isnan(values)]
-            if _is_right_skewed(known):
-                logged.append(column)
-                known = np.log1p(known)
-            if known.size == 0:
+            moments = logs.get(column, raw[column])
+            if moments.count == 0:
                 means[column], stds[column], lows[column], highs[column] = 0.0, 1.0, 0.0, 0.0
                 continue
-            std = float(known.std())
-            means[column] = float(known.mean())
-            stds[column] = std if std > 0 else 1.0
-            lows[column], highs[column] = float(known.min()), float(known.max())
+            means[column] = moments.mean
+            stds[column] = moments.std if moments.std > 0 else 1.0
+            lows[column], highs[column] = moments.low, moments.high
         return cls(
             categorical=tuple(categorical),
             numeric=tuple(numeric),
-            vocabularies=vocabularies,
+            vocabularies={c: _vocabulary(c, counts[c]) for c in categorical},
             means=means,
             stds=stds,
             lows=lows,
@@ -101,6 +127,15 @@ class Preprocessor:
 
         A null number becomes 0, the train mean, and its indicator says it was missing.
         """
+        codes, scaled = self.encode(frame)
+        return codes, self.inputs(scaled)
+
+    def encode(self, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Codes (int64 [N, C]) and standardized numbers (float32 [N, len(numeric)], NaN where missing).
+
+        The compact form of `transform`'s output, a third of its bytes: training encodes a split
+        once in this form and expands it a window at a time with `inputs`.
+        """
         _require_columns(frame, [*self.categorical, *self.numeric])
         codes = np.zeros((frame.height, len(self.categorical)), dtype=np.int64)
         for j, column in enumerate(self.categorical):
@@ -110,10 +145,8 @@ class Preprocessor:
                 .replace_strict(self._codes[column], default=UNKNOWN, return_dtype=pl.Int64)
                 .to_numpy()
             )
-        values = np.empty((frame.height, len(self.numeric)), dtype=np.float64)
-        for j, column in enumerate(self.numeric):
-            values[:, j] = _as_float(frame, column)
-        return codes, self._scale(values)
+        values = frame.select(_float_column(column) for column in self.numeric).to_numpy()
+        return codes, self._standardize(values.reshape(frame.height, len(self.numeric)))
 
     def transform_columns(self, columns: Mapping[str, Sequence[object]]) -> tuple[np.ndarray, np.ndarray]:
         """`transform` of a few rows held as lists (None for a null), without building a frame.
@@ -153,20 +186,37 @@ class Preprocessor:
 
     def _scale(self, values: np.ndarray) -> np.ndarray:
         """Float64 numbers [N, len(numeric)] with NaN for nulls -> the model's float32 input."""
+        return self.inputs(self._standardize(values))
+
+    def _standardize(self, values: np.ndarray) -> np.ndarray:
+        """Float64 numbers with NaN for nulls -> float32 clipped, log-scaled, standardized, NaN kept."""
         lows, highs, means, stds = self._bounds
         missing = np.isnan(values)
+        known = np.where(missing, means, values)  # np.clip is several times slower with NaN in it
         if self.log_scaled:
-            values = values.copy()
             for column in self.log_scaled:
                 j = self.numeric.index(column)
-                values[:, j] = np.log1p(np.maximum(values[:, j], 0.0))
-        numbers = np.zeros((values.shape[0], self.numeric_width), dtype=np.float32)
-        numbers[:, : len(self.numeric)] = np.where(
-            missing, 0.0, (np.clip(values, lows, highs) - means) / stds
-        )
-        for k, column in enumerate(self.missing_indicators):
-            numbers[:, len(self.numeric) + k] = missing[:, self.numeric.index(column)]
+                known[:, j] = np.log1p(np.maximum(known[:, j], 0.0))
+        scaled = ((np.clip(known, lows, highs) - means) / stds).astype(np.float32)
+        scaled[missing] = np.nan
+        return scaled
+
+    def inputs(self, scaled: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """`encode`'s standardized numbers -> the model's float32 input: 0 for a missing value, then indicators.
+
+        Written into `out` (float32 [N, numeric_width]) when given, so a caller can reuse its buffer.
+        """
+        missing = np.isnan(scaled)
+        numbers = np.empty((scaled.shape[0], self.numeric_width), dtype=np.float32) if out is None else out
+        standardized = numbers[:, : len(self.numeric)]
+        np.copyto(standardized, scaled)
+        np.copyto(standardized, np.float32(0.0), where=missing)
+        numbers[:, len(self.numeric) :] = missing[:, self._indicator_columns]
         return numbers
+
+    @functools.cached_property
+    def _indicator_columns(self) -> list[int]:
+        return [self.numeric.index(column) for column in self.missing_indicators]
 
     def to_json(self) -> str:
         return json.dumps({"format_version": FORMAT_VERSION, **asdict(self)}, indent=2, sort_keys=True) + "\n"
@@ -192,23 +242,36 @@ class Preprocessor:
 SKEWNESS_LIMIT = 2.0
 
 
-def _is_right_skewed(known: np.ndarray) -> bool:
+def _batch_moments(
+    batch: pl.DataFrame, columns: Sequence[str], transform: Callable[[np.ndarray], np.ndarray] | None = None
+) -> dict[str, Moments]:
+    """Moments of each column's known values in one batch (of `transform` of them, if given)."""
+    values = batch.select(_float_column(column) for column in columns).to_numpy()
+    moments = {}
+    for j, column in enumerate(columns):
+        known = values[:, j][~np.isnan(values[:, j])]
+        moments[column] = Moments.of(known if transform is None else transform(known))
+    return moments
+
+
+def _is_right_skewed(moments: Moments) -> bool:
     """Non-negative with a long right tail (sample skewness above `SKEWNESS_LIMIT`), judged on train."""
-    if known.size < 3 or known.min() < 0:
+    if moments.count < 3 or moments.low < 0:
         return False
-    std = known.std()
-    return bool(std > 0 and np.mean(((known - known.mean()) / std) ** 3) > SKEWNESS_LIMIT)
+    return bool(moments.std > 0 and moments.skewness > SKEWNESS_LIMIT)
 
 
-def _vocabulary(values: pl.Series) -> list[str]:
+def _vocabulary(column: str, counts: Counter[str]) -> list[str]:
     """Non-null values by descending frequency, ties by value: the same train rows give the same codes."""
-    counts = values.cast(pl.String).drop_nulls().value_counts(name="n")
-    return counts.sort(["n", values.name], descending=[True, False])[values.name].to_list()
+    table = pl.DataFrame(
+        {column: list(counts), "n": list(counts.values())}, schema={column: pl.String, "n": pl.Int64}
+    )
+    return table.sort(["n", column], descending=[True, False])[column].to_list()
 
 
-def _as_float(frame: pl.DataFrame, column: str) -> np.ndarray:
-    """A column as float64 with NaN for nulls (and for NaN values, which mean the same)."""
-    return frame[column].cast(pl.Float64).fill_nan(None).to_numpy(allow_copy=True).astype(np.float64)
+def _float_column(column: str) -> pl.Expr:
+    """A column as float64 with null for NaN, which means the same (numpy then shows both as NaN)."""
+    return pl.col(column).cast(pl.Float64).fill_nan(None)
 
 
 def _require_columns(frame: pl.DataFrame | Mapping[str, object], columns: Sequence[str]) -> None:

@@ -32,25 +32,32 @@ PROBE_ROWS = 256
 LABEL = "label"
 RECORDED = "recorded_probability"
 """The exported graph's answer (float32, as onnxruntime gives it) when training wrote the probe."""
+ROW = "_probe_row"
 LOG_LOSS_EPS = 1e-15
 """As in `ml.evaluation.metrics`: a confident miss costs about 34.5, not infinity."""
 
 
-def select_rows(validation: pl.DataFrame, categorical: Sequence[str], rows: int = PROBE_ROWS) -> pl.DataFrame:
-    """The first row of each value of each categorical column, and `rows` evenly spaced rows, in split order."""
-    if validation.is_empty():
+def select_rows(validation: pl.LazyFrame, categorical: Sequence[str], rows: int = PROBE_ROWS) -> pl.DataFrame:
+    """The first row of each value of each categorical column, and `rows` evenly spaced rows, in split order.
+
+    Found by streaming queries over the split (row numbers first, then only the chosen rows), so a
+    validation split of any size is never held whole.
+    """
+    indexed = validation.with_row_index(ROW)
+    height = int(indexed.select(pl.len()).collect(engine="streaming").item())
+    if height == 0:
         raise ValueError("cannot build a probe from an empty validation split")
-    indexed = validation.with_row_index("_probe_row")
     chosen: set[int] = set()
     for column in categorical:
-        firsts = indexed.group_by(column, maintain_order=True).agg(pl.col("_probe_row").first())
-        chosen.update(int(i) for i in firsts["_probe_row"])
-    spaced = np.linspace(0, validation.height - 1, num=min(rows, validation.height))
+        firsts = indexed.group_by(column).agg(pl.col(ROW).min()).collect(engine="streaming")
+        chosen.update(int(i) for i in firsts[ROW])
+    spaced = np.linspace(0, height - 1, num=min(rows, height))
     chosen.update(int(i) for i in np.round(spaced))
-    return validation[sorted(chosen)]
+    picked = indexed.filter(pl.col(ROW).is_in(sorted(chosen))).collect(engine="streaming")
+    return picked.sort(ROW).drop(ROW)
 
 
-def build_probe(validation: pl.DataFrame, label: str, model: OnnxModel) -> pl.DataFrame:
+def build_probe(validation: pl.LazyFrame, label: str, model: OnnxModel) -> pl.DataFrame:
     """The probe frame: the model's input columns, the label (0/1) and what `model` answers."""
     pre = model.preprocessor
     rows = select_rows(validation, pre.categorical)

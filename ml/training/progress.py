@@ -48,7 +48,7 @@ def materialization_metadata(
     out: Path,
     device: torch.device,
     metrics: dict[str, Any],
-    history: list[dict[str, float]],
+    history: list[dict[str, Any]],
     fingerprint: dict[str, str],
 ) -> dict[str, Any]:
     losses = [
@@ -58,6 +58,7 @@ def materialization_metadata(
         "epoch_losses": {"raw_value": losses, "type": "json"},
         "samples_per_second": float(np.median([row["samples_per_second"] for row in history])),
         "device": device_name(device),
+        "training_data": history[-1].get("data", "memory"),
         "best_epoch": metrics["best_epoch"],
         "epochs_run": metrics["epochs_run"],
         **{f"validation_{name}": metrics["validation"][name] for name in ("roc_auc", "log_loss", "rows")},

@@ -6,6 +6,11 @@ The same command runs standalone (`dvc repro train`, a shell) and under Dagster:
 Dagster launches it through Pipes it logs and reports through `dagster_pipes`, the
 only Dagster package it imports, so the training image needs no orchestrator.
 
+Memory does not grow with the training set: the preprocessor is fitted on the train split one
+Parquet batch at a time, both splits are encoded once into compact arrays (in memory or in files,
+by size against a memory budget: `ml.training.encoded`), and every epoch streams its batches from
+them a shuffled window at a time (`ml.training.stream`); evaluation is batched too.
+
 A lost machine costs at most one epoch: every epoch ends with an atomic checkpoint,
 and a rerun with the same training set and parameters resumes from it. Each epoch's
 randomness depends only on (seed, epoch), so a resumed run ends with exactly the
@@ -15,27 +20,23 @@ weights of an uninterrupted one (on the same device and thread count).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import math
+import os
 import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import torch
 from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
-from torch.nn import functional
 
-from ml.evaluation.metrics import binary_metrics, label_values
 from ml.registry.artifacts import TIMINGS
 from ml.registry.provenance import params_hash
-from ml.training.calibration import fit_temperature
+from ml.training.encoded import DEFAULT_MEMORY_BUDGET, Placement, parquet_rows, parse_budget
+from ml.training.loop import calibrate, evaluate, train_epoch
 from ml.training.model import ModelConfig, ProbabilityModel, TabularNet
 from ml.training.onnx_model import OnnxModel
 from ml.training.params import load_params
@@ -48,6 +49,7 @@ from ml.training.progress import (
     device_name,
     materialization_metadata,
 )
+from ml.training.stream import Layout, SplitStream, steps_per_epoch, streamed_splits
 from ml.training.trainer import (
     CHECKPOINT,
     Progress,
@@ -59,7 +61,7 @@ from ml.training.trainer import (
     save_checkpoint,
     start_or_resume,
 )
-from ml.training.training_set import TrainingSetError, folder_md5, read_manifest, read_split
+from ml.training.training_set import TrainingSetError, folder_md5, read_manifest
 
 EXIT_ERROR = 2
 SELECTION = {
@@ -68,34 +70,21 @@ SELECTION = {
 }
 """What each choice of a training run was made on: the test split is never read here, only by the gate."""
 TRAINING_SPLITS = ("train", "validation")
-RUN_FACTS = ("seconds", "samples_per_second")
-"""Per-epoch facts of the clock, not of the data: they go to `TIMINGS`, outside the pinned model."""
-EVAL_BATCH = 65536
+RUN_FACTS = ("seconds", "samples_per_second", "data")
+"""Per-epoch facts of the run, not of the model (its clock, and where the encoded splits lived):
+they go to `TIMINGS`, outside the pinned model."""
+BUDGET_ENV = "TRAIN_MEMORY_BUDGET"
 ONNX_OPSET = 17
 
 
 # --- data -------------------------------------------------------------------------------
 
 
-@dataclass
-class Split:
-    """One split as tensors on the training device: batches are slices of these, not a DataLoader."""
+def read_training_set(folder: Path) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The manifest and the train and validation files, or a TrainingError saying which is missing or empty.
 
-    name: str
-    categorical: torch.Tensor
-    numeric: torch.Tensor
-    label: torch.Tensor
-
-    @property
-    def rows(self) -> int:
-        return int(self.label.shape[0])
-
-
-def read_training_set(folder: Path) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
-    """The manifest with the train and validation splits, or a TrainingError saying which is missing or empty.
-
-    The test split is not even read: it belongs to the gate, and a number seen here could
-    end up steering a choice.
+    Only the files' footers are read here: the rows are streamed later. The test split is not
+    even opened: it belongs to the gate, and a number seen here could end up steering a choice.
     """
     if not folder.is_dir():
         raise TrainingError(f"training set folder {folder} does not exist")
@@ -105,117 +94,22 @@ def read_training_set(folder: Path) -> tuple[dict[str, Any], dict[str, pl.DataFr
         )
     try:
         manifest = read_manifest(folder)
-        frames = {name: read_split(folder, name) for name in TRAINING_SPLITS}
     except TrainingSetError as exc:
         raise TrainingError(str(exc)) from exc
-    for name, frame in frames.items():
-        if frame.is_empty():
+    paths = {name: folder / f"{name}.parquet" for name in TRAINING_SPLITS}
+    rows = {}
+    for name, path in paths.items():
+        if not path.exists():
+            raise TrainingError(f"training set {folder} has no {name} split ({path} is missing)")
+        try:
+            rows[name] = parquet_rows(path)
+        except (OSError, ValueError) as exc:
+            raise TrainingError(f"the {name} split {path} is not a readable Parquet file ({exc})") from exc
+        if rows[name] == 0:
             raise TrainingError(f"the {name} split of {folder} has no rows")
-    if frames["train"].height < 2:
+    if rows["train"] < 2:
         raise TrainingError(f"the train split of {folder} has 1 row; batch normalization needs at least 2")
-    return manifest, frames
-
-
-def to_split(
-    name: str, frame: pl.DataFrame, preprocessor: Preprocessor, label: str, device: torch.device
-) -> Split:
-    codes, numbers = preprocessor.transform(frame)
-    y = label_values(frame, label).astype(np.float32)
-    return Split(
-        name,
-        torch.from_numpy(codes).to(device),
-        torch.from_numpy(numbers).to(device),
-        torch.from_numpy(y).to(device),
-    )
-
-
-# --- one epoch and evaluation -----------------------------------------------------------
-
-
-def steps_per_epoch(rows: int, batch_size: int) -> int:
-    return math.ceil(rows / batch_size)
-
-
-def epoch_order(rows: int, seed: int, epoch: int) -> torch.Tensor:
-    """The row order of an epoch, from its own generator: the same for an epoch whether resumed or not."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(rows, generator=generator)
-
-
-def train_epoch(trainer: Trainer, train: Split, batch_size: int, order: torch.Tensor) -> float:
-    """One pass over `train` in the given order; returns the mean training loss.
-
-    Batches are near-equal slices (`tensor_split`), so no batch is a lone row that
-    batch normalization cannot train on. The loss is summed on the device and read
-    once, so a GPU never waits on the host inside the loop.
-    """
-    model, optimizer, scaler = trainer.model, trainer.optimizer, trainer.scaler
-    model.train()
-    total = torch.zeros((), device=trainer.device)
-    for index in order.to(trainer.device).tensor_split(steps_per_epoch(train.rows, batch_size)):
-        with torch.autocast(trainer.device.type, enabled=trainer.amp):
-            logits = model(train.categorical[index], train.numeric[index])
-        loss = functional.binary_cross_entropy_with_logits(logits.float(), train.label[index])
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        trainer.scheduler.step()
-        total += loss.detach() * index.numel()
-    return float(total) / train.rows
-
-
-@torch.no_grad()
-def logits(model: TabularNet, split: Split, amp: bool) -> np.ndarray:
-    """Raw logits (float64) of a split, in large evaluation batches."""
-    model.eval()
-    parts = []
-    for start in range(0, split.rows, EVAL_BATCH):
-        end = start + EVAL_BATCH
-        with torch.autocast(split.label.device.type, enabled=amp):
-            out = model(split.categorical[start:end], split.numeric[start:end])
-        parts.append(out.float().cpu().numpy())
-    return np.concatenate(parts).astype(np.float64)
-
-
-def probabilities(logit: np.ndarray, temperature: float) -> np.ndarray:
-    """sigmoid(logit / temperature): what the exported graph computes."""
-    return 1.0 / (1.0 + np.exp(-logit / temperature))
-
-
-def predict(model: TabularNet, split: Split, amp: bool) -> np.ndarray:
-    """Delay probabilities of a split as the exported graph computes them."""
-    return probabilities(logits(model, split, amp), model.config.temperature)
-
-
-def calibrate(model: TabularNet, validation: Split, amp: bool) -> dict[str, Any]:
-    """Fit the temperature on the validation split and set it on the model; metrics before and after.
-
-    One forward pass: the temperature only rescales the logits it is fitted on.
-    """
-    z, y = logits(model, validation, amp), validation.label.cpu().numpy()
-    try:
-        before = binary_metrics(y, probabilities(z, 1.0))
-        temperature = fit_temperature(z, y)
-        after = binary_metrics(y, probabilities(z, temperature))
-    except ValueError as exc:
-        raise TrainingError(f"cannot calibrate on the validation split: {exc}") from exc
-    model.config = dataclasses.replace(model.config, temperature=temperature)
-    return {
-        "validation": after,
-        "calibration": {
-            "method": "temperature",
-            "temperature": temperature,
-            "validation_log_loss_before": before["log_loss"],
-        },
-    }
-
-
-def evaluate(model: TabularNet, split: Split, amp: bool) -> dict[str, float]:
-    try:
-        return binary_metrics(split.label.cpu().numpy(), predict(model, split, amp))
-    except ValueError as exc:
-        raise TrainingError(f"cannot evaluate the {split.name} split: {exc}") from exc
+    return manifest, paths
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -232,7 +126,8 @@ def pick_device(choice: str) -> torch.device:
 def fit(
     trainer: Trainer,
     params: TrainParams,
-    splits: dict[str, Split],
+    splits: dict[str, SplitStream],
+    placement: Placement,
     progress: Progress,
     save: Callable[[Progress], None],
     report: Callable[[str], None],
@@ -243,13 +138,11 @@ def fit(
         epoch = progress.epoch + 1
         torch.manual_seed(params.seed + epoch)
         started = time.perf_counter()
-        train_loss = train_epoch(
-            trainer, train, params.batch_size, epoch_order(train.rows, params.seed, epoch)
-        )
+        train_loss = train_epoch(trainer, train, params.batch_size, params.seed, epoch)
         if trainer.device.type == "cuda":
             torch.cuda.synchronize(trainer.device)
         train_seconds = time.perf_counter() - started
-        scores = evaluate(trainer.model, validation, trainer.amp)
+        scores = evaluate(trainer.model, validation, trainer.amp, "validation")
         progress.epoch = epoch
         if scores["log_loss"] < progress.best_loss:
             progress.best_loss, progress.best_epoch, progress.bad_epochs = scores["log_loss"], epoch, 0
@@ -263,6 +156,7 @@ def fit(
             "validation_auc": scores["roc_auc"],
             "seconds": time.perf_counter() - started,
             "samples_per_second": train.rows / train_seconds,
+            "data": placement.where,
         }
         progress.history.append(record)
         save(progress)
@@ -284,8 +178,8 @@ def write_outputs(
     model: TabularNet,
     preprocessor: Preprocessor,
     metrics: dict[str, Any],
-    history: list[dict[str, float]],
-    validation: pl.DataFrame,
+    history: list[dict[str, Any]],
+    validation: Path,
     label: str,
 ) -> None:
     """Every file goes through a temporary name, so a reader never sees a half-written model.
@@ -293,14 +187,15 @@ def write_outputs(
     The probe (`ml.training.probe`) is scored by the exported graph itself, once model.onnx and
     preprocess.json are in place, on one onnxruntime thread: what the server will compare against
     is what onnxruntime answers, not the torch model under mixed precision. Its scores go into
-    metrics.json, hence into the registry row, beside the md5 of its file.
+    metrics.json, hence into the registry row, beside the md5 of its file. Its rows are picked from
+    the validation file by a lazy scan, so the split is not loaded whole for them either.
     """
     model = model.cpu().eval()
     _replace(out / "model.pt", lambda p: torch.save(model.state_dict(), p))
     _replace(out / "model.json", lambda p: p.write_text(json.dumps(model.config.to_dict(), indent=2) + "\n"))
     _replace(out / "preprocess.json", lambda p: p.write_text(preprocessor.to_json()))
     _replace(out / "model.onnx", lambda p: export_onnx(model, p))
-    probe = build_probe(validation, label, OnnxModel(out, threads=1))
+    probe = build_probe(pl.scan_parquet(validation), label, OnnxModel(out, threads=1))
     _replace(out / PROBE_FILE, lambda p: write_probe(probe, p))
     metrics = {**metrics, "probe": probe_scores(probe[LABEL].to_numpy(), probe[RECORDED].to_numpy())}
     _replace(
@@ -341,9 +236,19 @@ def _replace(path: Path, write: Callable[[Path], object]) -> None:
 
 
 def run(
-    training_set: Path, out: Path, params_file: Path, device_choice: str, reporter: Reporter
+    training_set: Path,
+    out: Path,
+    params_file: Path,
+    device_choice: str,
+    reporter: Reporter,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    layout: Layout | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume), write the outputs, report; returns the metrics."""
+    """Train (or resume), write the outputs, report; returns the metrics.
+
+    `memory_budget` decides only where the encoded splits live (`ml.training.encoded.place`), never
+    the model: both places stream the same batches.
+    """
     try:
         section = load_params(params_file).get("train")
     except (FileNotFoundError, ValueError) as exc:
@@ -351,48 +256,48 @@ def run(
     if not isinstance(section, dict):
         raise TrainingError(f"params file {params_file} has no train: section")
     params = TrainParams.from_section(section)
-    manifest, frames = read_training_set(training_set)
+    manifest, paths = read_training_set(training_set)
     device = pick_device(device_choice)
     out.mkdir(parents=True, exist_ok=True)
     torch.use_deterministic_algorithms(device.type == "cpu")
-
-    preprocessor = Preprocessor.fit(frames["train"], manifest["categorical"], manifest["numeric"])
-    splits = {
-        name: to_split(name, frame, preprocessor, manifest["label"], device) for name, frame in frames.items()
-    }
-    config = ModelConfig(
-        cardinalities=tuple(preprocessor.cardinalities),
-        numeric_width=preprocessor.numeric_width,
-        embedding_dim=params.embedding_dim,
-        hidden_sizes=params.hidden_sizes,
-        dropout=params.dropout,
-    )
-    trainer = build_trainer(config, params, steps_per_epoch(splits["train"].rows, params.batch_size), device)
     fingerprint = {"training_set_md5": folder_md5(training_set), "params_hash": params_hash(section)}
     checkpoint = out / CHECKPOINT
-    reporter.info(
-        f"training on {device_name(device)}: {splits['train'].rows} train rows, "
-        f"{splits['validation'].rows} validation rows, up to {params.max_epochs} epochs"
-    )
-    progress = start_or_resume(checkpoint, fingerprint, trainer, reporter.info)
-    progress = fit(
-        trainer,
-        params,
-        splits,
-        progress,
-        lambda p: save_checkpoint(checkpoint, fingerprint, trainer, p),
-        reporter.info,
-    )
 
-    trainer.model.load_state_dict(progress.best_state)
-    metrics = {
-        **calibrate(trainer.model, splits["validation"], trainer.amp),
-        "best_epoch": progress.best_epoch,
-        "epochs_run": progress.epoch,
-        "selection": SELECTION,
-    }
+    with streamed_splits(paths, manifest, device, memory_budget, layout, reporter.info) as prepared:
+        preprocessor, placement, splits = prepared
+        config = ModelConfig(
+            cardinalities=tuple(preprocessor.cardinalities),
+            numeric_width=preprocessor.numeric_width,
+            embedding_dim=params.embedding_dim,
+            hidden_sizes=params.hidden_sizes,
+            dropout=params.dropout,
+        )
+        trainer = build_trainer(
+            config, params, steps_per_epoch(splits["train"].rows, params.batch_size), device
+        )
+        reporter.info(
+            f"training on {device_name(device)}: {splits['train'].rows} train rows, "
+            f"{splits['validation'].rows} validation rows, up to {params.max_epochs} epochs"
+        )
+        progress = start_or_resume(checkpoint, fingerprint, trainer, reporter.info)
+        progress = fit(
+            trainer,
+            params,
+            splits,
+            placement,
+            progress,
+            lambda p: save_checkpoint(checkpoint, fingerprint, trainer, p),
+            reporter.info,
+        )
+        trainer.model.load_state_dict(progress.best_state)
+        metrics = {
+            **calibrate(trainer.model, splits["validation"], trainer.amp),
+            "best_epoch": progress.best_epoch,
+            "epochs_run": progress.epoch,
+            "selection": SELECTION,
+        }
     write_outputs(
-        out, trainer.model, preprocessor, metrics, progress.history, frames["validation"], manifest["label"]
+        out, trainer.model, preprocessor, metrics, progress.history, paths["validation"], manifest["label"]
     )
     reporter.materialized(materialization_metadata(out, device, metrics, progress.history, fingerprint))
     return metrics
@@ -433,17 +338,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("auto", "cpu", "cuda"),
         help="auto: CUDA with mixed precision when available, else CPU float32",
     )
+    parser.add_argument(
+        "--memory-budget",
+        default=None,
+        metavar="SIZE",
+        help=(
+            f"memory the run may use, e.g. 4GiB (default: ${BUDGET_ENV}, else 4GiB). The splits are "
+            "encoded once; they stay in memory as model inputs when that takes at most half the budget "
+            "(268 bytes a row), else they go to unnamed files under TMPDIR (133 bytes a row), freed when "
+            "the run ends, and batches stream "
+            "from them a window at a time. Either way the batches, hence the model, are the same; "
+            "timings.json records which"
+        ),
+    )
     return parser.parse_args(argv)
+
+
+def memory_budget(flag: str | None, environment: dict[str, str]) -> int:
+    """The --memory-budget flag, else the environment variable, else the default."""
+    text = flag or environment.get(BUDGET_ENV)
+    try:
+        return DEFAULT_MEMORY_BUDGET if text is None else parse_budget(text)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        budget = memory_budget(args.memory_budget, dict(os.environ))
         if PipesEnvVarParamsLoader().is_dagster_pipes_process():
             with open_dagster_pipes() as context:
-                run(args.training_set, args.out, args.params, args.device, PipesReporter(context))
+                run(args.training_set, args.out, args.params, args.device, PipesReporter(context), budget)
         else:
-            run(args.training_set, args.out, args.params, args.device, ConsoleReporter())
+            run(args.training_set, args.out, args.params, args.device, ConsoleReporter(), budget)
     except TrainingError as exc:
         print(f"ml.training.train: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -114,7 +114,7 @@ class Progress:
     best_loss: float = math.inf
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
     bad_epochs: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def done(self, params: TrainParams) -> bool:
         return self.epoch >= params.max_epochs or self.bad_epochs >= params.patience

@@ -152,7 +152,8 @@ def folder_md5(folder: Path) -> str:
     digest = hashlib.md5()
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         digest.update(path.name.encode())
-        digest.update(hashlib.md5(path.read_bytes()).digest())
+        with path.open("rb") as handle:  # in blocks: a split of any size is never read whole
+            digest.update(hashlib.file_digest(handle, "md5").digest())
     return digest.hexdigest()
 
 

@@ -9,6 +9,7 @@ import kubernetes_validate
 import pytest
 from dagster_k8s.pipes import build_pod_body
 
+from ml.training.encoded import parse_budget
 from orchestration.profiles import build_resources
 from resources import K8sLauncher, LocalLauncher, TrainingRequest
 from resources.k8s_pod import CONTAINER, pod_labels, pod_manifest, pod_spec
@@ -70,7 +71,9 @@ def test_the_pod_asks_for_gpus_a_gpu_node_shm_and_runs_the_entrypoint(launcher: 
     [container] = spec["containers"]
     assert container["name"] == CONTAINER
     assert container["image"] == "registry.example/flightdelay-training:1.0"
-    assert container["command"] == ["python", "-m", "ml.training.train", *REQUEST.arguments()]
+    budget = ["--memory-budget", launcher.memory_limit]
+    assert container["command"] == ["python", "-m", "ml.training.train", *REQUEST.arguments(), *budget]
+    assert parse_budget(launcher.memory_limit) == 2**30 * int(launcher.memory_limit.removesuffix("Gi"))
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert container["resources"]["requests"]["nvidia.com/gpu"] == "2"
     assert spec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
