@@ -12,7 +12,9 @@ Checks, in order: the training set restored from the DVC remote (DVC verifies it
 md5); the feature table at the registered Delta version snapshots to the same bytes
 (the lineage survived maintenance); retraining with the registered parameters gives
 the registered metrics (exactly, on the CPU); and every file of the registered model,
-restored from DVC by its md5, is byte-identical to the retraining's.
+restored from DVC by its md5, is byte-identical to the retraining's. The retraining runs the
+training code of the model's registered commit (`ml.registry.training_code`), not the
+checkout's, so a model still reproduces after the training loop has changed.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ml.lake.tables import FEATURES_TABLE
 from ml.registry.artifacts import UNPINNED
 from ml.registry.dvc_repo import DvcError, DvcRepo
 from ml.registry.model_registry import ModelRegistry, RegistryError
+from ml.registry.training_code import training_code
 from ml.settings import SettingsError, lake_settings
 from ml.training.training_set import folder_md5, read_manifest, sizes_of, snapshot_from_lake
 
@@ -99,6 +102,7 @@ def reproduce(
     S3-compatible endpoint written beside an s3:// `dvc_remote`. Credentials are not passed:
     deltalake and DVC read the AWS_* variables from the environment themselves.
     """
+    out = out.resolve()  # the retraining runs from another folder
     store = DeltaStore(lake, dict(storage_options) if storage_options else None)
     model = ModelRegistry(store).get(version)
     dvc = DvcRepo(repo, remote=dvc_remote, endpoint_url=endpoint_url)
@@ -134,7 +138,9 @@ def reproduce(
         "--device",
         "cpu",
     ]
-    done = subprocess.run(command, check=False)
+    code = training_code(repo, model.git_commit, out / "code")
+    print(code.note)
+    done = subprocess.run(command, cwd=code.folder, check=False)
     if done.returncode != 0:
         raise ReproductionError(
             f"retraining v{version} failed (exit {done.returncode}) on the restored training set "

@@ -48,10 +48,17 @@ def test_every_registered_version_reproduces_from_a_copy_after_retrainings_and_a
     training_platform: TrainingPlatform, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Three retrainings on growing data and a vacuum later, a copy of the repository, lake and DVC
-    remote in another folder, with its DVC cache and training set deleted and the original out of
-    reach, rebuilds every registered version byte for byte with the same metrics."""
+    remote in another folder, with its DVC cache and training set deleted, the original out of
+    reach and its training code changed, rebuilds every registered version byte for byte with the
+    same metrics, from the training code of the version's commit."""
     p = training_platform
     set_training(p, FAST_TRAINING)
+    # Committed, so every version records a clean commit whose training code can be taken back.
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qam", "fast training"],
+        cwd=p.repo,
+        check=True,
+    )
     for last in LAST_DAYS:
         result = _train_up_to(p, last)
         assert result.is_node_success("training__candidate_model"), f"training up to day {last} failed"
@@ -69,6 +76,10 @@ def test_every_registered_version_reproduces_from_a_copy_after_retrainings_and_a
     assert {"repo", "lake", "dvc-remote"} <= {child.name for child in copy.iterdir()}
     shutil.rmtree(copy / "repo" / ".dvc" / "cache")
     shutil.rmtree(copy / "repo" / "data" / "training_set")
+    # The training loop changed since: the copy's checkout can no longer train at all, so only
+    # the registered commit's training code can give the registered models back.
+    changed = copy / "repo" / "ml" / "training" / "train.py"
+    changed.write_text('raise SystemExit("this loop is not the registered one")\n')
 
     away = p.root.with_name(p.root.name + "-away")
     p.root.rename(away)
@@ -79,6 +90,9 @@ def test_every_registered_version_reproduces_from_a_copy_after_retrainings_and_a
             output = f"v{n} ({model.status}): exit {done.returncode}\n{done.stdout}{done.stderr}"
             assert done.returncode == 0, output
             assert "reproduces the snapshot" in done.stdout, output
+            assert f"retraining with the training code of commit {model.git_commit[:12]}" in done.stdout, (
+                output
+            )
             assert "byte-identical to the registered model md5" in done.stdout, output
             verdict = f"v{n} reproduced: same training bytes, same metrics, same model files"
             assert verdict in done.stdout, output
