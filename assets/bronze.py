@@ -105,8 +105,8 @@ def _ingest_daily(
             context.log.warning(overloaded)
     label = days_label(batch.landed)
     meta = commit_metadata(context, label)
-    written = write_days(store, table, batch, day_column, batch.landed, meta, landing.root)
-    summary = reconcile(batch, written.stored, schema, key)
+    written = write_days(store, table, batch, day_column, batch.landed, meta, landing.root, key)
+    summary = reconcile(batch, written.stored, schema, key, written.stored_schema)
     metadata = delta_metadata(
         written.table,
         batch.valid,

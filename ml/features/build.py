@@ -89,7 +89,7 @@ def build_feature_days(
     history = store.read_days(BRONZE_FLIGHTS, "flight_date", flights_from, last, sources[BRONZE_FLIGHTS])
     observed = store.read_days(BRONZE_WEATHER, "obs_date", weather_from, last, sources[BRONZE_WEATHER])
     frame = build_features(history, observed, store.read(BRONZE_PLANES, sources[BRONZE_PLANES]), days)
-    scheduled = history.filter(pl.col("flight_date").is_between(first, last)).height
+    scheduled = history.select(pl.col("flight_date").is_between(first, last).sum()).item()
     missing = {
         table: _not_landed(store, table, max(start, earliest or start), last)
         for table, start in ((BRONZE_FLIGHTS, flights_from), (BRONZE_WEATHER, weather_from))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from ml.ingest.landing_zone import LandingFileMissingError, LandingZone
@@ -102,18 +103,21 @@ def ingest_days(
     for uri, error in parsed.errors.items():
         moved = zone.quarantine(uri, error.cause, now=now)
         failed[files.pop(uri)[0]] = f"{error} (quarantined to {moved.destination})"
-    day_of = pl.DataFrame(
-        {SOURCE_COLUMN: list(files), DAY_COLUMN: [day for day, _ in files.values()]},
-        schema={SOURCE_COLUMN: pl.String(), DAY_COLUMN: pl.Date()},
-    )
-    good = parsed.frame.filter(pl.col(SOURCE_COLUMN).is_in(list(files)))
-    validated = validate(good.join(day_of, on=SOURCE_COLUMN, how="left"))
+    validated = validate(parsed.frame.with_columns(_file_days(parsed.frame, files)))
     rejected = dict(validated.rejects.group_by("source_file").len().iter_rows())
     landed = [
         LandedDay(day, uri, hashlib.md5(data).hexdigest(), parsed.rows[uri], rejected.get(uri, 0))
         for uri, (day, data) in files.items()
     ]
     return Batch(landed, validated.valid, validated.rejects, failed)
+
+
+def _file_days(frame: pl.DataFrame, files: Mapping[str, tuple[dt.date, bytes]]) -> pl.Series:
+    """The day of each row's file, by runs of the same source: a file's rows are consecutive,
+    so there are about as many runs as files (a join on the source cost 0.3 s per 2 million rows)."""
+    runs = frame.get_column(SOURCE_COLUMN).rle().struct.unnest()
+    days = pl.Series(DAY_COLUMN, [files[source][0] for source in runs["value"]], dtype=pl.Date())
+    return days.gather(np.repeat(np.arange(runs.height), runs["len"].to_numpy()))
 
 
 def read_reference(zone: LandingZone, contract: LandingContract, *, now: dt.datetime) -> pl.DataFrame:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from ml.ingest.parse import LINE_COLUMN, SOURCE_COLUMN
+from ml.lake.quality import first_of_key
 from ml.lake.schemas import (
     BRONZE_FLIGHTS_SCHEMA,
     BRONZE_WEATHER_SCHEMA,
@@ -28,6 +29,7 @@ from ml.settings import NEW_YORK
 
 REASON = "__reason"
 DAY_COLUMN = "__day"
+LOCAL_COLUMN = "__local_time"
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,15 @@ def _time_hour_utc() -> pl.Expr:
     )
 
 
+def _with_local_time(frame: pl.DataFrame) -> pl.DataFrame:
+    """`time_hour` as New York wall-clock time, once: each part read from the zoned value
+    converts every row again (four parts cost twice this column)."""
+    local = pl.col("time_hour").dt.convert_time_zone(NEW_YORK).dt.replace_time_zone(None)
+    return frame.with_columns(local.alias(LOCAL_COLUMN))
+
+
 def _local_mismatch() -> pl.Expr:
-    local = pl.col("time_hour").dt.convert_time_zone(NEW_YORK)
+    local = pl.col(LOCAL_COLUMN)
     return pl.col("time_hour").is_not_null() & (
         (local.dt.year() != pl.col("year"))
         | (local.dt.month() != pl.col("month"))
@@ -93,19 +102,33 @@ def _common_rules(contract: LandingContract) -> list[tuple[pl.Expr, pl.Expr | st
 def _apply(
     frame: pl.DataFrame, rules: list[tuple[pl.Expr, pl.Expr | str]], key: tuple[str, ...]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows that break no rule and are the first of their key; the others with every rule they break.
+
+    The rules are evaluated once as one flag; the reasons are spelled out for the flagged
+    rows only (every rule is row by row), since building a list of reasons for every row
+    cost more than all the rules. A row that breaks no rule but repeats an earlier row's key
+    (any earlier row, rejected or not) is a duplicate.
+    """
+    broken = frame.select(pl.any_horizontal([cond.fill_null(False) for cond, _ in rules])).to_series()
+    duplicate = ~first_of_key(frame, key) & ~broken
+    rejected = broken | duplicate
+    good = frame.filter(~rejected)
     reasons = pl.concat_list(
         [
             pl.when(cond.fill_null(False)).then(pl.lit(text) if isinstance(text, str) else text)
             for cond, text in rules
         ]
     )
-    flagged = frame.with_columns(reasons.list.drop_nulls().list.join("; ").alias(REASON))
-    dup = pl.struct(list(key)).is_first_distinct().not_() & (pl.col(REASON) == "")
-    flagged = flagged.with_columns(
-        pl.when(dup).then(pl.lit("duplicate key " + "/".join(key))).otherwise(pl.col(REASON)).alias(REASON)
+    bad = (
+        frame.filter(rejected)
+        .with_columns(reasons.list.drop_nulls().list.join("; ").alias(REASON))
+        .with_columns(
+            pl.when(duplicate.filter(rejected))
+            .then(pl.lit("duplicate key " + "/".join(key)))
+            .otherwise(pl.col(REASON))
+            .alias(REASON)
+        )
     )
-    bad = flagged.filter(pl.col(REASON) != "")
-    good = flagged.filter(pl.col(REASON) == "")
     payload = [c for c in frame.columns if not c.startswith("__")]
     rejects = bad.select(
         pl.col(DAY_COLUMN).alias("day"),
@@ -118,7 +141,9 @@ def _apply(
 
 
 def validate_flights(typed: pl.DataFrame, airports: Collection[str], carriers: Collection[str]) -> Validated:
-    frame = typed.with_columns(pl.col("time_hour").alias("__time_hour_raw")).with_columns(_time_hour_utc())
+    frame = _with_local_time(
+        typed.with_columns(pl.col("time_hour").alias("__time_hour_raw")).with_columns(_time_hour_utc())
+    )
     airports_s = pl.Series(list(airports), dtype=pl.String)
     carriers_s = pl.Series(list(carriers), dtype=pl.String)
     rules = _common_rules(FLIGHTS_LANDING)
@@ -147,7 +172,9 @@ def validate_flights(typed: pl.DataFrame, airports: Collection[str], carriers: C
 
 
 def validate_weather(typed: pl.DataFrame, airports: Collection[str]) -> Validated:
-    frame = typed.with_columns(pl.col("time_hour").alias("__time_hour_raw")).with_columns(_time_hour_utc())
+    frame = _with_local_time(
+        typed.with_columns(pl.col("time_hour").alias("__time_hour_raw")).with_columns(_time_hour_utc())
+    )
     airports_s = pl.Series(list(airports), dtype=pl.String)
     rules = _common_rules(WEATHER_LANDING)
     rules += [

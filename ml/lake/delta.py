@@ -23,7 +23,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from ml.lake import layout
-from ml.lake.storage import filesystem, join_uri
+from ml.lake.storage import delta_file_path, filesystem, join_uri, scan_delta
 from ml.lake.tables import day_column
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -115,7 +115,7 @@ class DeltaStore:
     def scan(self, table: str, version: int | None = None) -> pl.LazyFrame:
         if not self.exists(table):
             raise TableNotFoundError(f"Delta table {table} does not exist at {self.uri(table)}")
-        return pl.scan_delta(self.uri(table), version=version, storage_options=self._options)
+        return scan_delta(self.uri(table), version=version, storage_options=self._options)
 
     def read_days(
         self, table: str, column: str, first: dt.date, last: dt.date, version: int | None = None
@@ -137,7 +137,9 @@ class DeltaStore:
         predicate = day_predicate(column, days)
         check_rows_within(frame, column, days)
         if len(set(days)) > 1:  # a range run's files then each hold a run of days
-            frame = frame.sort(column, maintain_order=True).rechunk()  # delta-rs interleaves chunks
+            if not frame[column].is_sorted():  # a range run's frames mostly come in day order
+                frame = frame.sort(column, maintain_order=True)
+            frame = frame.rechunk()  # delta-rs interleaves chunks
         return self._commit(table, frame, predicate, commit_metadata, day_column=column)
 
     def overwrite(
@@ -251,7 +253,8 @@ class DeltaStore:
             missing = [
                 u
                 for u in uris
-                if fs.get_file_info(filesystem(u, self._options)[1]).type != pafs.FileType.File
+                if fs.get_file_info(filesystem(delta_file_path(u), self._options)[1]).type
+                != pafs.FileType.File
             ]
             if missing:
                 broken[version] = f"{len(missing)} data file(s) missing, e.g. {missing[0].rsplit('/', 1)[-1]}"

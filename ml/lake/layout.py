@@ -37,7 +37,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, RemoveAction
 
-from ml.lake.storage import filesystem
+from ml.lake.storage import filesystem, scan_delta
 
 CELL_BUDGET = 1 << 17
 """Rows times columns of a merged file: about 4 days of the features at the 2013 traffic
@@ -318,7 +318,7 @@ def _write_bins(
 ) -> None:
     """Append the rows of `chunk` to the scratch table, one partition (so one file) per bin."""
     rows = (
-        pl.scan_delta(uri, version=version, storage_options=options)
+        scan_delta(uri, version=version, storage_options=options)
         .filter(pl.col(column).is_between(chunk[0].first, chunk[-1].last))
         .collect()
     )
@@ -368,7 +368,7 @@ def lay_out(
     budget = row_budget(len(delta.schema().fields))
     day_rows: dict[dt.date, int] = {}
     for first, last in unsettled_ranges(files, budget):
-        scan = pl.scan_delta(delta.table_uri, version=delta.version(), storage_options=options)
+        scan = scan_delta(delta.table_uri, version=delta.version(), storage_options=options)
         counts = scan.filter(pl.col(column).is_between(first, last)).group_by(column).len()
         day_rows.update(counts.collect().iter_rows())
     added = removed = 0

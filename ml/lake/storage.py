@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote, unquote
 
+import polars as pl
 import pyarrow.fs as pafs
 
 
@@ -18,6 +20,25 @@ def absolute_uri(uri: str) -> str:
 
 def join_uri(root: str, *parts: str) -> str:
     return "/".join([absolute_uri(root), *(p.strip("/") for p in parts)])
+
+
+def delta_file_path(uri: str) -> str:
+    """A data file URI of `DeltaTable.file_uris()` as a path: delta-rs percent-encodes local ones."""
+    return uri if has_scheme(uri) else unquote(uri)
+
+
+def scan_delta(
+    uri: str, version: int | None = None, storage_options: dict[str, str] | None = None
+) -> pl.LazyFrame:
+    """`pl.scan_delta`, through deltalake's pyarrow dataset where polars cannot open the files itself.
+
+    Polars' native scan opens the paths of `DeltaTable.file_uris()` as they are, and delta-rs
+    percent-encodes a local table's (a space becomes %20; pola-rs/polars#20944), so a local
+    table whose path percent-encoding changes is read through pyarrow instead.
+    """
+    path = unquote(uri.removeprefix("file://")) if uri.startswith("file://") else uri
+    encoded = not has_scheme(path) and quote(path, safe="/") != path
+    return pl.scan_delta(uri, version=version, storage_options=storage_options, use_pyarrow=encoded)
 
 
 _S3_OPTIONS = {

@@ -79,3 +79,13 @@ def test_reconciliation_reports_missing_rows_duplicates_and_schema_drift() -> No
     assert (summary.table_rows, summary.expected_rows) == (2, 3)
     assert summary.duplicates == 2
     assert summary.schema_problems == ["column k is Int32, expected Int64"]
+
+
+def test_a_write_read_back_by_its_key_reconciles_against_the_whole_schema(store: DeltaStore) -> None:
+    b = Batch([landed(D1, 2, 0)], valid([(D1, 1), (D1, 2)]).with_columns(v=pl.lit("x")), rejects([]))
+    written = write_days(store, TABLE, b, "d", [D1], {"step": "test"}, columns=("d", "k"))
+    assert written.stored.columns == ["d", "k"]
+    assert written.stored_schema == {**SCHEMA, "v": pl.String()}
+    summary = reconcile(b, written.stored, SCHEMA, ("d", "k"), written.stored_schema)
+    assert summary.reconciles and summary.duplicates == 0
+    assert summary.schema_problems == ["unexpected column v"]

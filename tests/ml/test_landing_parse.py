@@ -320,3 +320,84 @@ def test_a_batch_with_quoted_values_is_parsed_like_its_files_one_by_one() -> Non
     assert not parsed.errors
     assert parsed.frame.filter(pl.col(SOURCE_COLUMN) == "a.csv")["tailnum"].to_list() == ["N1,2"]
     assert parsed.frame.height == 1 + len(FLIGHTS_ROWS)
+
+
+# --- typed reads and the text fallback ------------------------------------------------------------
+
+
+def _alone(data: bytes, source: str) -> pl.DataFrame:
+    return parse_landing_csv(data, FLIGHTS_LANDING, source)
+
+
+def test_a_bad_value_in_one_file_of_a_typed_batch_names_that_file_and_keeps_the_others_in_order() -> None:
+    bad = flights_bytes(
+        [FLIGHTS_ROWS[0], FLIGHTS_ROWS[1], with_field(FLIGHTS_ROWS[2], FLIGHTS_HEADER, "arr_time", "8:30")]
+    )
+    files = [
+        ("flights/2013-01-01.csv", flights_bytes()),
+        ("flights/2013-01-02.csv", bad),
+        ("flights/2013-01-03.csv", flights_bytes(FLIGHTS_ROWS[:2])),
+    ]
+
+    parsed = parse_landing_files(files, FLIGHTS_LANDING)
+
+    assert list(parsed.errors) == ["flights/2013-01-02.csv"]
+    assert parsed.errors["flights/2013-01-02.csv"].cause == (
+        "column 'arr_time' line 4: '8:30' is not a valid Int32 (1 bad value(s) in the column)"
+    )
+    assert parsed.rows == {"flights/2013-01-01.csv": 3, "flights/2013-01-03.csv": 2}
+    expected = pl.concat(
+        [
+            _alone(files[0][1], files[0][0]).with_columns(pl.lit(files[0][0]).alias(SOURCE_COLUMN)),
+            _alone(files[2][1], files[2][0]).with_columns(pl.lit(files[2][0]).alias(SOURCE_COLUMN)),
+        ]
+    )
+    assert parsed.frame.equals(expected)
+
+
+def test_values_the_typed_read_refuses_but_the_text_cast_accepts_parse_the_same() -> None:
+    # " 5 " is a valid Int32 once stripped; the typed read refuses it and the file is cast as text.
+    padded = [
+        with_field(r, FLIGHTS_HEADER, "distance", f" {d} ")
+        for r, d in zip(FLIGHTS_ROWS, [1400, 1416, 416], strict=True)
+    ]
+    files = [("a.csv", flights_bytes(padded)), ("b.csv", flights_bytes())]
+    parsed = parse_landing_files(files, FLIGHTS_LANDING)
+    assert not parsed.errors
+    a, b = (parsed.frame.filter(pl.col(SOURCE_COLUMN) == s).drop(SOURCE_COLUMN) for s in ("a.csv", "b.csv"))
+    assert a.equals(b)
+    assert parsed.frame[SOURCE_COLUMN].to_list() == ["a.csv"] * 3 + ["b.csv"] * 3
+
+
+def test_text_values_are_stripped_on_the_typed_read_as_on_the_text_cast() -> None:
+    rows = [with_field(FLIGHTS_ROWS[0], FLIGHTS_HEADER, "carrier", " UA\t"), FLIGHTS_ROWS[1]]
+    frame = _alone(flights_bytes(rows), FLIGHTS_SOURCE)
+    assert frame["carrier"].to_list() == ["UA", "UA"]
+    nbsp = [with_field(FLIGHTS_ROWS[0], FLIGHTS_HEADER, "tailnum", "N14228\u00a0")]
+    assert _alone(flights_bytes(nbsp), FLIGHTS_SOURCE)["tailnum"].to_list() == ["N14228"]
+
+
+@pytest.mark.parametrize("value", ["12", "+12", "012", "-0", "NA", ""])
+def test_the_typed_read_agrees_with_the_text_cast_on_numbers(value: str) -> None:
+    rows = [with_field(FLIGHTS_ROWS[0], FLIGHTS_HEADER, "dep_delay", value)]
+    typed = _alone(flights_bytes(rows), FLIGHTS_SOURCE)
+    text = pl.read_csv(flights_bytes(rows), infer_schema=False, null_values=["NA", ""])
+    assert (
+        typed["dep_delay"].to_list()
+        == text["dep_delay"].str.strip_chars().cast(pl.Int32, strict=False).to_list()
+    )
+
+
+@pytest.mark.parametrize("rows", [3, 200_000], ids=["small", "large"])
+def test_a_short_row_balanced_by_a_long_one_is_still_named(rows: int) -> None:
+    # The commas add up to every line's share, so only the typed read's refusal sends the
+    # file to the line count: the first bad line must be named all the same.
+    body = [FLIGHTS_ROWS[i % 3] for i in range(rows)]
+    short, long = rows // 2, rows - 1
+    body[short] = body[short].rsplit(",", 1)[0]
+    body[long] = body[long] + ",extra"
+    files = [("a.csv", flights_bytes()), ("b.csv", flights_bytes(body)), ("c.csv", flights_bytes())]
+    parsed = parse_landing_files(files, FLIGHTS_LANDING)
+    assert list(parsed.errors) == ["b.csv"]
+    assert parsed.errors["b.csv"].cause == f"line {short + 2} has 18 fields, the header has 19"
+    assert parsed.frame[SOURCE_COLUMN].to_list() == ["a.csv"] * 3 + ["c.csv"] * 3
