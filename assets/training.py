@@ -14,9 +14,7 @@ from assets.features import flight_features
 from assets.metadata import lineage_metadata
 from assets.run_models import run_candidate_version
 from assets.step_resources import EVALUATION, TRAINING_SET, k8s_step_tags
-from ml.evaluation.candidate_evaluation import evaluate_candidate
 from ml.evaluation.leaderboard import GateSettings, leaderboard_text
-from ml.evaluation.plots import png_markdown
 from ml.lineage.chain import Sources, model_chain
 from ml.registry.candidates import plan_training, register_candidate
 from ml.registry.dvc_repo import PARAMS_FILE, TRAINING_SET_PATH
@@ -175,6 +173,11 @@ def evaluation(
     artifacts: ArtifactsResource,
 ) -> dg.MaterializeResult:
     """Scores the run's candidate on its test split; a candidate that fails the gate is rejected."""
+    # Imported here: scikit-learn and matplotlib take about 1.8 s to import, which every process
+    # that loads the code location (webserver, daemon, each run's worker) would pay otherwise.
+    from ml.evaluation.candidate_evaluation import evaluate_candidate
+    from ml.evaluation.plots import png_markdown
+
     registry = ModelRegistry(lake.store(), artifacts.root, context.run.run_id)
     version = run_candidate_version(context)
     params = load_params(dvc.path(PARAMS_FILE))

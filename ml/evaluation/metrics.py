@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 LOG_LOSS_EPS = 1e-15
 """Probabilities are clipped to [eps, 1 - eps] in the log loss so a confident miss costs ~34.5, not inf."""
@@ -50,12 +49,22 @@ def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
 
 
+def _roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """scikit-learn's ROC AUC. scikit-learn is imported on first use, not with this module: it
+    takes about a second, which every process that loads the code location would pay."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p))
+
+
 def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """ROC AUC, average precision, log loss, Brier score and the base rates of one prediction set.
 
     Both classes must be present: with one class the ROC AUC is undefined, and a
     leaderboard ranked by it would be meaningless.
     """
+    from sklearn.metrics import average_precision_score  # imported on use: see _roc_auc
+
     y, p = _checked(y, p)
     if y.min() == y.max():
         raise ValueError(
@@ -63,7 +72,7 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
             "(evaluate on a split that holds both delayed and on-time flights)"
         )
     return {
-        "roc_auc": float(roc_auc_score(y, p)),
+        "roc_auc": _roc_auc(y, p),
         "pr_auc": float(average_precision_score(y, p)),
         "log_loss": _log_loss(y, p),
         "brier": float(np.mean((p - y) ** 2)),
@@ -141,7 +150,7 @@ def slice_metrics(frame: pl.DataFrame, y_col: str, p_col: str, by: str, min_rows
         y, p = y_all[inside], p_all[inside]
         if y.size < min_rows:
             continue
-        auc = float(roc_auc_score(y, p)) if y.min() != y.max() else None
+        auc = _roc_auc(y, p) if y.min() != y.max() else None
         rows.append((value, int(y.size), float(y.mean()), float(p.mean()), auc, _log_loss(y, p)))
     schema = {
         by: keys.dtype,

@@ -3,7 +3,8 @@
 Figures are drawn on matplotlib's Agg canvas directly, not through pyplot: no
 global figure state, no display needed, safe in a worker thread. The PNGs carry no
 "Software" stamp, so the same predictions give the same bytes on any matplotlib
-version that draws the same pixels.
+version that draws the same pixels. matplotlib and scikit-learn are imported when a plot is
+drawn, not with this module: the code location imports it, and they take about 1.5 s.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ import base64
 from collections.abc import Callable, Mapping, Sequence
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from sklearn.metrics import precision_recall_curve, roc_curve
 
 from ml.evaluation.bootstrap import Interval
 from ml.evaluation.leaderboard import GateResult
 from ml.evaluation.metrics import binary_metrics, calibration_table
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 Predictions = Mapping[str, np.ndarray]
 PLOT_FILES = {
@@ -33,6 +35,9 @@ PLOT_FILES = {
 
 
 def png(draw: Callable[[Figure], None]) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(6, 5), dpi=100)
     FigureCanvasAgg(figure)
     draw(figure)
@@ -50,6 +55,8 @@ def _checked(y: np.ndarray, predictions: Predictions) -> dict[str, dict[str, flo
 
 
 def roc_plot(y: np.ndarray, predictions: Predictions) -> bytes:
+    from sklearn.metrics import roc_curve
+
     metrics = _checked(y, predictions)
 
     def draw(figure: Figure) -> None:
@@ -67,6 +74,8 @@ def roc_plot(y: np.ndarray, predictions: Predictions) -> bytes:
 
 
 def precision_recall_plot(y: np.ndarray, predictions: Predictions) -> bytes:
+    from sklearn.metrics import precision_recall_curve
+
     metrics = _checked(y, predictions)
     base_rate = float(np.mean(np.asarray(y, dtype=np.float64)))
 

@@ -51,14 +51,16 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-from matplotlib.figure import Figure
-from scipy.stats import chi2
 
 from ml.evaluation.plots import png
 from ml.features.flight_features import TRAILING_KEYS, WINDOWS, lookback_days
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DEFAULT_BINS = 10
 PSI_FLOOR = 1e-4
@@ -243,6 +245,8 @@ def chi_square(reference: np.ndarray, current: np.ndarray) -> tuple[float, float
     total = table.sum()
     expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / total
     statistic = float(np.sum((table - expected) ** 2 / expected))
+    from scipy.stats import chi2  # on use: scipy.stats takes half a second to import
+
     return float(chi2.sf(statistic, table.shape[1] - 1)), math.sqrt(statistic / total)
 
 

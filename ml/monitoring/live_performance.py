@@ -19,13 +19,15 @@ prediction, so a client polling one flight does not outweigh a day of traffic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
-from matplotlib.figure import Figure
 
 from ml.evaluation.metrics import binary_metrics, expected_calibration_error
-from ml.evaluation.plots import png
 from ml.features.flight_features import DELAY_MINUTES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SCHEDULE_KEY = ("carrier", "origin", "dest", "sched_dep_utc")
 PREDICTION_KEY = ("model_version", *SCHEDULE_KEY, "flight", "tailnum")
@@ -201,6 +203,8 @@ def performance_breaches(
 
 def performance_plot(table: pl.DataFrame, auc_floor: float) -> bytes:
     """Per day: realized ROC AUC against the floor, and mean prediction against the observed rate."""
+    # matplotlib is imported when a plot is drawn, not when the code location loads.
+    from ml.evaluation.plots import png
 
     def draw(figure: Figure) -> None:
         auc_axis, rate_axis = figure.subplots(2, 1, sharex=True)
