@@ -6,10 +6,6 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= .data
 DAGSTER_HOME ?= $(CURDIR)/.dagster
 PYTEST_ARGS ?=
-# Test workers: one and a half per core. The end-to-end tests spend much of their time waiting
-# on sensor ticks, schedules and server starts, so two workers on two cores left a third of the
-# CPU idle.
-TEST_WORKERS ?= $(shell python3 -c "import os; print(max(2, 3 * len(os.sched_getaffinity(0)) // 2))")
 
 .PHONY: venv instance demo test lint check-defs format dev simulate replay serve bench clean
 
@@ -37,7 +33,7 @@ demo: $(STAMP) instance
 	PLATFORM_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/python -m devtools.demo $(DEMO_ARGS)
 
 test: $(STAMP) lint check-defs
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 # ruff, then the import-linter contracts of pyproject.toml (the layers point one way).
 lint: $(STAMP)
