@@ -26,6 +26,9 @@ from ml.lake import layout
 from ml.lake.storage import delta_file_path, filesystem, join_uri, scan_delta
 from ml.lake.tables import day_column
 
+LOG_RESCANS = 5
+LOG_RESCAN_SECONDS = 0.5
+"""How often, and how long apart, `_version_of` looks again for a log file it did not find."""
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TABLE_CONFIGURATION = {
     "delta.checkpointInterval": "10",
@@ -226,11 +229,17 @@ class DeltaStore:
         after a concurrent commit can misnumber versions, so the log is read directly.
         """
         fs, log = filesystem(f"{self.uri(table)}/_delta_log", self._options)
-        version = before + 1
+        version, rescans = before + 1, LOG_RESCANS
         while True:
             path = f"{log}/{version:020d}.json"
             if fs.get_file_info(path).type != pafs.FileType.File:
-                raise DeltaError(f"commit {write_id} of {table} is not in its log after version {before}")
+                if rescans == 0:
+                    raise DeltaError(f"commit {write_id} of {table} is not in its log after version {before}")
+                # Seen once with eight writers on a loaded S3 server: the log's next file was not
+                # visible yet. Look again from the same version before calling the commit lost.
+                rescans -= 1
+                time.sleep(LOG_RESCAN_SECONDS)
+                continue
             with fs.open_input_stream(path) as stream:
                 if write_id in stream.read().decode():
                     return version
