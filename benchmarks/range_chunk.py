@@ -8,7 +8,8 @@
 `bare`: the same features straight from the landing CSVs with polars and `build_features`
 (the range plus the trailing window the features read; contract dtypes, no validation, no
 Delta), the floor of what the work costs. `benchmarks.scale_curves` runs each in its own
-process so that the process's peak RSS is that of one run. Prints one JSON line.
+process so that the process's peak RSS is that of one run. Prints one JSON line; its
+`done_at` (epoch seconds) is when the work ended, before the rows are counted back.
 """
 
 from __future__ import annotations
@@ -61,11 +62,13 @@ def run_chunk(root: Path, landing: Path, first: dt.date, last: dt.date) -> dict[
             raise_on_error=True,
         )
         wall = time.perf_counter() - start
+        done_at = time.time()
         steps = step_seconds(instance, result.run_id)
     days = pl.col("flight_date").is_between(first, last)
     store = lake.store
     return {
         "seconds": wall,
+        "done_at": done_at,
         "steps": steps,
         "flight_rows": store.scan("bronze/flights").filter(days).select(pl.len()).collect().item(),
         "weather_rows": store.scan("bronze/weather")
@@ -87,7 +90,7 @@ def bare_chunk(landing: Path, first: dt.date, last: dt.date) -> dict[str, object
         flights_from=first - dt.timedelta(days=lookback_days()),
         weather_from=first - dt.timedelta(days=WEATHER_LOOKBACK_DAYS),
     )
-    return {"seconds": time.perf_counter() - start, "feature_rows": frame.height}
+    return {"seconds": time.perf_counter() - start, "done_at": time.time(), "feature_rows": frame.height}
 
 
 def main(argv: list[str]) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,23 +94,33 @@ def ingest_days(
     zone.ensure_exists()
     failed: dict[dt.date, str] = {}
     files: dict[str, tuple[dt.date, bytes]] = {}
-    for day in sorted(days):
-        uri = zone.day_uri(contract.dataset, day)
-        try:
-            files[uri] = (day, zone.read(uri))
-        except LandingFileMissingError as exc:
-            failed[day] = str(exc)
-    parsed = parse_landing_files([(uri, data) for uri, (_, data) in files.items()], contract)
-    for uri, error in parsed.errors.items():
-        moved = zone.quarantine(uri, error.cause, now=now)
-        failed[files.pop(uri)[0]] = f"{error} (quarantined to {moved.destination})"
-    validated = validate(parsed.frame.with_columns(_file_days(parsed.frame, files)))
-    rejected = dict(validated.rejects.group_by("source_file").len().iter_rows())
-    landed = [
-        LandedDay(day, uri, hashlib.md5(data).hexdigest(), parsed.rows[uri], rejected.get(uri, 0))
-        for uri, (day, data) in files.items()
-    ]
+    # md5 releases the interpreter: the files are hashed on a thread while they are parsed
+    # and validated (hashing a 100x range first cost 0.3 s of a 10 s run).
+    with ThreadPoolExecutor(1) as hashing:
+        digests: dict[str, Future[str]] = {}
+        for day in sorted(days):
+            uri = zone.day_uri(contract.dataset, day)
+            try:
+                files[uri] = (day, zone.read(uri))
+            except LandingFileMissingError as exc:
+                failed[day] = str(exc)
+                continue
+            digests[uri] = hashing.submit(_md5, files[uri][1])
+        parsed = parse_landing_files([(uri, data) for uri, (_, data) in files.items()], contract)
+        for uri, error in parsed.errors.items():
+            moved = zone.quarantine(uri, error.cause, now=now)
+            failed[files.pop(uri)[0]] = f"{error} (quarantined to {moved.destination})"
+        validated = validate(parsed.frame.with_columns(_file_days(parsed.frame, files)))
+        rejected = dict(validated.rejects.group_by("source_file").len().iter_rows())
+        landed = [
+            LandedDay(day, uri, digests[uri].result(), parsed.rows[uri], rejected.get(uri, 0))
+            for uri, (day, _) in files.items()
+        ]
     return Batch(landed, validated.valid, validated.rejects, failed)
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
 
 
 def _file_days(frame: pl.DataFrame, files: Mapping[str, tuple[dt.date, bytes]]) -> pl.Series:

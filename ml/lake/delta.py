@@ -1,9 +1,11 @@
 """Delta tables on a local folder or any URI deltalake accepts.
 
-Daily tables are not physically partitioned: a day is replaced by an overwrite whose
-predicate names exactly the days being written, after checking every row belongs to
-one of them (a predicate that could touch other days is refused before any write).
-Maintenance keeps their files in day ranges (`ml.lake.layout`), so that the cost of
+Daily tables are not physically partitioned: days are replaced in one commit that removes
+every file holding a row of them and adds files of the new rows, after checking every row
+belongs to one of the days (a write that could touch other days is refused before anything
+is written). The files are Parquet of whole days written by polars (`ml.lake.day_files`);
+a table those cannot serve exactly goes through delta-rs's predicate overwrite. Both
+writes and maintenance keep files in day ranges (`ml.lake.layout`), so that the cost of
 replacing a day does not grow with the table.
 """
 
@@ -22,7 +24,7 @@ import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from ml.lake import layout
+from ml.lake import day_files, layout
 from ml.lake.storage import delta_file_path, filesystem, join_uri, scan_delta
 from ml.lake.tables import day_column
 
@@ -37,6 +39,8 @@ TABLE_CONFIGURATION = {
 COMMIT_ATTEMPTS = 8
 VACUUM_RETENTION_HOURS = 168
 """Files no longer referenced for this long are deleted by the maintenance vacuum."""
+REPLACED_KEY = "platform_replaced"
+"""Commit metadata of a daily write: the predicate of the days it replaced."""
 OPERATION_KEY = "platform_operation"
 MAINTENANCE = "maintenance"
 """Commit metadata of maintenance commits (`OPERATION_KEY: MAINTENANCE`): they move rows
@@ -136,9 +140,23 @@ class DeltaStore:
         days: Sequence[dt.date],
         commit_metadata: Mapping[str, str],
     ) -> WriteResult:
-        """Replace exactly `days` of a table with `frame` in one commit."""
+        """Replace exactly `days` of a table with `frame` in one commit.
+
+        Written as files of whole days by `ml.lake.day_files`; a table that cannot take
+        those (another schema, a protocol feature, files without day statistics) goes
+        through delta-rs's predicate overwrite, which evolves nothing either.
+        """
         predicate = day_predicate(column, days)
         check_rows_within(frame, column, days)
+        self.ensure_table(table, frame.head(0).to_arrow().schema, column)
+        metadata = {**commit_metadata, REPLACED_KEY: predicate, "write_id": uuid.uuid4().hex}
+        uri = self.uri(table)
+        before = day_files.replace(
+            lambda: self.table(table), uri, frame, column, days, metadata, self._options
+        )
+        if before is not None:
+            version = self._version_of(table, metadata["write_id"], before)
+            return WriteResult(table=table, uri=uri, version=version, rows=frame.height)
         if len(set(days)) > 1:  # a range run's files then each hold a run of days
             if not frame[column].is_sorted():  # a range run's frames mostly come in day order
                 frame = frame.sort(column, maintain_order=True)

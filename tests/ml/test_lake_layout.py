@@ -64,6 +64,13 @@ def range_run(store: DeltaStore) -> None:
     store.replace_days(T, rows(DAYS), DAY, DAYS, {"step": "range"})
 
 
+def range_run_by_delta_rs(store: DeltaStore) -> None:
+    """A range run as delta-rs's writer makes it (tables written before day files): files cut by size, across days."""
+    write_deltalake(
+        store.uri(T), rows(DAYS).to_arrow(), mode="overwrite", configuration=layout.stats_configuration(DAY)
+    )
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> DeltaStore:
     return DeltaStore(str(tmp_path / "lake"))
@@ -78,7 +85,9 @@ def assert_laid_out(found: list[layout.DataFile]) -> None:
         assert f.rows <= ROW_BUDGET or f.days == 1, f
 
 
-@pytest.mark.parametrize("write", [daily, range_run], ids=["daily writes", "one range run"])
+@pytest.mark.parametrize(
+    "write", [daily, range_run_by_delta_rs], ids=["daily writes", "one range run by delta-rs"]
+)
 def test_maintenance_lays_out_day_ranges_and_keeps_the_rows(
     store: DeltaStore, write: Callable[[DeltaStore], None]
 ) -> None:
@@ -96,6 +105,20 @@ def test_maintenance_lays_out_day_ranges_and_keeps_the_rows(
     assert stats["max_days_per_file"] == 3 and stats["skipped"] == "none"
     assert by_key(store.read(T)).equals(before)
     assert store.history(T, 3)[-1][OPERATION_KEY] == MAINTENANCE
+
+
+def test_a_range_run_is_written_laid_out(store: DeltaStore) -> None:
+    """Its files are those maintenance would make: whole days, packed within the budget."""
+    range_run(store)
+    before = {f.path for f in files(store)}
+    assert_laid_out(files(store))
+    assert max(f.days for f in files(store)) == 3
+
+    stats = store.maintain(T, retention_hours=0)
+
+    assert (stats["files_added"], stats["files_removed"]) == (0, 0)
+    assert {f.path for f in files(store)} == before
+    assert by_key(store.read(T)).equals(by_key(rows(DAYS)))
 
 
 def shuffled(frame: pl.DataFrame) -> pl.DataFrame:
