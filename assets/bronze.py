@@ -12,7 +12,7 @@ import functools
 import dagster as dg
 import polars as pl
 
-from assets.metadata import commit_metadata, delta_metadata
+from assets.metadata import commit_metadata, delta_metadata, schema_definition
 from assets.partitions import RUN_MEMORY, backfill_policy, daily_partitions, days_label, partition_days
 from assets.step_resources import INGESTION, k8s_step_tags
 from ml.ingest.batch import Validator, ingest_days, read_reference
@@ -110,6 +110,7 @@ def _ingest_daily(
     metadata = delta_metadata(
         written.table,
         batch.valid,
+        partitions=len(batch.landed),
         days=label,
         rejected=summary.rejected,
         landing_rows=summary.landing_rows,
@@ -186,6 +187,7 @@ def _known(store: DeltaStore, table: str, column: str) -> list[str]:
     key=dg.AssetKey.from_user_string(BRONZE_FLIGHTS),
     deps=[airports, airlines],
     check_specs=_checks(BRONZE_FLIGHTS),
+    metadata=schema_definition(BRONZE_FLIGHTS_SCHEMA),
     **DAILY,
 )
 def flights(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource):
@@ -202,6 +204,7 @@ def flights(context: dg.AssetExecutionContext, lake: LakeResource, landing: Land
     key=dg.AssetKey.from_user_string(BRONZE_WEATHER),
     deps=[airports],
     check_specs=_checks(BRONZE_WEATHER),
+    metadata=schema_definition(BRONZE_WEATHER_SCHEMA),
     **DAILY,
 )
 def weather(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource):

@@ -5,12 +5,12 @@ from pydantic import Field
 
 from assets.bronze import flights, planes, weather
 from assets.conditions import SameDayMaterialized
-from assets.metadata import commit_metadata, delta_metadata
+from assets.metadata import commit_metadata, delta_metadata, schema_definition
 from assets.partitions import FIRST_DAY, backfill_policy, daily_partitions, days_label, partition_days
 from assets.selection import select
 from assets.step_resources import FEATURES, k8s_step_tags
 from ml.features.build import FeatureQuality, build_feature_days, measure_quality
-from ml.features.flight_features import WEATHER_LOOKBACK_DAYS, lookback_days
+from ml.features.flight_features import FEATURE_SCHEMA, WEATHER_LOOKBACK_DAYS, lookback_days
 from ml.lake.delta import VACUUM_RETENTION_HOURS
 from ml.lake.tables import BRONZE_FLIGHTS, BRONZE_PLANES, BRONZE_WEATHER, FEATURES_TABLE
 from ml.lineage.ledger import features_entry
@@ -88,6 +88,7 @@ def _window(days: int) -> dg.TimeWindowPartitionMapping:
         ),
     ],
     kinds={"delta", "polars"},
+    metadata=schema_definition(FEATURE_SCHEMA),
     op_tags=k8s_step_tags(FEATURES),
 )
 def flight_features(context: dg.AssetExecutionContext, lake: LakeResource):
@@ -104,6 +105,7 @@ def flight_features(context: dg.AssetExecutionContext, lake: LakeResource):
         metadata=delta_metadata(
             result,
             built.frame,
+            partitions=len(days),
             days=days_label(days),
             excluded_no_outcome=built.excluded_no_outcome,
             label_rate=quality.label_rate,

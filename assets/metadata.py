@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dagster as dg
 import polars as pl
 
@@ -20,17 +22,38 @@ def commit_metadata(context: dg.AssetExecutionContext, label: str) -> dict[str, 
     }
 
 
-def table_schema(frame: pl.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()])
+def table_schema(schema: Mapping[str, pl.DataType]) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name, str(dtype)) for name, dtype in schema.items()])
 
 
-def delta_metadata(result: WriteResult, frame: pl.DataFrame, **extra: object) -> dict[str, object]:
+def schema_definition(schema: Mapping[str, pl.DataType]) -> dict[str, object]:
+    """Definition metadata of a daily table: its columns, shown whatever its partitions' runs report."""
+    return {"dagster/column_schema": table_schema(schema)}
+
+
+def delta_metadata(
+    result: WriteResult, frame: pl.DataFrame, *, partitions: int = 1, **extra: object
+) -> dict[str, object]:
+    """What a write reports on its materialization; Dagster copies it onto each of the run's partitions.
+
+    The column schema and a preview of the rows come with a run of one partition. A range
+    run's (`partitions` > 1) leave them out: its first rows are of its first day, not of
+    the partition showing them, and copying both onto a 100x run's 22 partitions cost
+    0.3 s of its 9 (the table's definition carries the schema, `schema_definition`).
+    """
+    shown = (
+        {
+            "dagster/column_schema": table_schema(frame.schema),
+            "preview": dg.MetadataValue.md(markdown_table(frame)),
+        }
+        if partitions <= 1
+        else {}
+    )
     return {
         "delta_version": result.version,
         "dagster/uri": result.uri,
         "dagster/row_count": result.rows,
-        "dagster/column_schema": table_schema(frame),
-        "preview": dg.MetadataValue.md(markdown_table(frame)),
+        **shown,
         **extra,
     }
 

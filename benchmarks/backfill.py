@@ -30,11 +30,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 
 import assets.bronze
 import ml.features.build
 from assets.partitions import daily_partitions, range_tags
+from benchmarks.bare_polars import bare_features
 from benchmarks.common import (
     BRONZE,
     FEATURES,
@@ -52,9 +52,8 @@ from benchmarks.common import (
     secs,
     spread,
 )
-from ml.features.flight_features import KEY_COLUMNS, build_features
+from ml.features.flight_features import KEY_COLUMNS
 from ml.lake.delta import DeltaStore
-from ml.lake.schemas import FLIGHTS_LANDING, NULL_VALUES, PLANES_LANDING, TIMESTAMP_UTC, WEATHER_LANDING
 
 TARGET_BARE = 1.5
 # One-partition runs cost about 0.5-0.8 s each and that cost stays flat over the year (a run
@@ -62,40 +61,6 @@ TARGET_BARE = 1.5
 # extrapolation keep `run_all` within its time budget; --per-partition-days 365 runs them all.
 PER_PARTITION_SAMPLE = 120
 ALL = (*BRONZE, *FEATURES)
-
-
-def bare_features(
-    landing: Path,
-    days: list[dt.date],
-    flights_from: dt.date | None = None,
-    weather_from: dt.date | None = None,
-) -> pl.DataFrame:
-    """The features of `days` straight from the landing CSVs: polars and build_features only.
-
-    `flights_from` / `weather_from`: the first day of each dataset to read (a trailing
-    window before `days`); by default the first of `days`.
-    """
-    last = days[-1].isoformat()
-
-    def files(dataset: str, first: dt.date | None) -> list[Path]:
-        start = (first or days[0]).isoformat()
-        return sorted(p for p in (landing / dataset).glob("*.csv") if start <= p.stem <= last)
-
-    flights = pl.read_csv(
-        files("flights", flights_from), schema=FLIGHTS_LANDING.columns, null_values=NULL_VALUES
-    )
-    weather = pl.read_csv(
-        files("weather", weather_from), schema=WEATHER_LANDING.columns, null_values=NULL_VALUES
-    )
-    planes = pl.read_csv(
-        landing / "reference" / "planes.csv", schema=PLANES_LANDING.columns, null_values=NULL_VALUES
-    )
-    utc = pl.col("time_hour").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_zone="UTC").cast(TIMESTAMP_UTC)
-    flights = flights.with_columns(utc).with_columns(
-        pl.date("year", "month", "day").alias("flight_date"),
-        (pl.col("time_hour") + pl.duration(minutes=pl.col("minute"))).alias("sched_dep_utc"),
-    )
-    return build_features(flights, weather.with_columns(utc), planes, days)
 
 
 def floor_assets() -> list[dg.AssetsDefinition]:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence  # noqa: E402
 import polars as pl  # noqa: E402
 
 from assets.monitoring import CALENDAR_FEATURES  # noqa: E402
-from benchmarks.backfill import bare_features  # noqa: E402
+from benchmarks.bare_polars import bare_features  # noqa: E402
 from benchmarks.common import Report, arguments, days_between, replay_landing  # noqa: E402
 from ml.features.flight_features import CATEGORICAL_FEATURES, NUMERIC_FEATURES  # noqa: E402
 from ml.monitoring.drift import Calibration, ReferenceProfile, drift_table, fit_reference  # noqa: E402

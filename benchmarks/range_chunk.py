@@ -1,15 +1,13 @@
-"""One run of a backfill, as the daemon launches it, and the bare polars script of the same days.
+"""One run of a backfill, as the daemon launches it.
 
-    python -m benchmarks.range_chunk run ROOT LANDING FIRST LAST
-    python -m benchmarks.range_chunk bare ROOT LANDING FIRST LAST
+    python -m benchmarks.range_chunk ROOT LANDING FIRST LAST
 
-`run`: bronze flights, bronze weather and the features of FIRST..LAST in one Dagster run
-(`dg.materialize` with the range tags, on the lake `ROOT/lake`, whose reference tables exist).
-`bare`: the same features straight from the landing CSVs with polars and `build_features`
-(the range plus the trailing window the features read; contract dtypes, no validation, no
-Delta), the floor of what the work costs. `benchmarks.scale_curves` runs each in its own
-process so that the process's peak RSS is that of one run. Prints one JSON line; its
-`done_at` (epoch seconds) is when the work ended, before the rows are counted back.
+Bronze flights, bronze weather and the features of FIRST..LAST in one Dagster run
+(`dg.materialize` with the range tags, on the lake `ROOT/lake`, whose reference tables
+exist). Its baseline, the same work in polars alone, is `benchmarks.bare_polars`.
+`benchmarks.scale_curves` runs each in its own process so that the process's peak RSS is
+that of one run. Prints one JSON line; its `done_at` (epoch seconds) is when the run
+ended, before the rows are counted back.
 """
 
 from __future__ import annotations
@@ -25,9 +23,7 @@ import dagster as dg
 import polars as pl
 
 from assets.partitions import range_tags
-from benchmarks.backfill import bare_features
 from benchmarks.common import ASSETS, QUIET_RUN_CONFIG, Lake
-from ml.features.flight_features import WEATHER_LOOKBACK_DAYS, lookback_days
 
 KEYS = ("bronze/flights", "bronze/weather", "features/flight_features")
 
@@ -80,23 +76,10 @@ def run_chunk(root: Path, landing: Path, first: dt.date, last: dt.date) -> dict[
     }
 
 
-def bare_chunk(landing: Path, first: dt.date, last: dt.date) -> dict[str, object]:
-    """The features of first..last from the CSVs of the range and its trailing windows."""
-    start = time.perf_counter()
-    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
-    frame = bare_features(
-        landing,
-        days,
-        flights_from=first - dt.timedelta(days=lookback_days()),
-        weather_from=first - dt.timedelta(days=WEATHER_LOOKBACK_DAYS),
-    )
-    return {"seconds": time.perf_counter() - start, "done_at": time.time(), "feature_rows": frame.height}
-
-
 def main(argv: list[str]) -> int:
-    what, root, landing = argv[0], Path(argv[1]), Path(argv[2])
-    first, last = dt.date.fromisoformat(argv[3]), dt.date.fromisoformat(argv[4])
-    out = run_chunk(root, landing, first, last) if what == "run" else bare_chunk(landing, first, last)
+    root, landing = Path(argv[0]), Path(argv[1])
+    first, last = dt.date.fromisoformat(argv[2]), dt.date.fromisoformat(argv[3])
+    out = run_chunk(root, landing, first, last)
     # The process's high-water mark of resident memory (Linux reports KiB).
     out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(out))

@@ -14,8 +14,10 @@ from its process's start to the end of its work: interpreter start, imports, the
 rows the benchmark counts back afterwards are not part of it (the bare script's likewise).
 
 Against it, in the same pass, the bare polars script over the same runs' days
-(`benchmarks.range_chunk bare`: CSVs of the range and its trailing window, `build_features`,
-nothing else), also one process per run. Targets: peak RSS <= the budget at every K;
+(`benchmarks.bare_polars`: the range's CSVs read in the contract's types, bronze written
+as Parquet, the trailing window read back from the Parquet of earlier runs, `build_features`,
+the features written as Parquet; no validation, Delta, lineage or Dagster, not even
+imported), also one process per run. Targets: peak RSS <= the budget at every K;
 backfill ÷ bare polars at 100x <= 1.5. Rows/s: flights + weather rows over the bronze steps'
 seconds (ingestion), feature rows over the features step's seconds.
 
@@ -101,11 +103,10 @@ def backfill(work: Path, label: str, first: dt.date, last: dt.date, scale: int, 
     rows = {"flight_rows": 0, "weather_rows": 0, "feature_rows": 0}
     peak = bare_peak = 0
     for start, end in runs:
-        out, rss, wall = _python(
-            (first, last), "benchmarks.range_chunk", "run", str(root), str(landing), str(start), str(end)
-        )
+        span = (str(start), str(end))
+        out, rss, wall = _python((first, last), "benchmarks.range_chunk", str(root), str(landing), *span)
         bare, bare_rss, bare_wall = _python(
-            (first, last), "benchmarks.range_chunk", "bare", str(root), str(landing), str(start), str(end)
+            (first, last), "benchmarks.bare_polars", str(root / "bare"), str(landing), *span
         )
         if bare["feature_rows"] != out["feature_rows"]:
             raise RuntimeError(

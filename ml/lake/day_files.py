@@ -189,7 +189,7 @@ def replace(
     wanted, writer = set(days), _Writer(uri, storage_options)
     token = uuid.uuid4().hex
     metadata = {**commit_metadata, TOKEN_KEY: token}
-    ordered = frame.sort(column, maintain_order=True)
+    ordered = frame if frame[column].is_sorted() else frame.sort(column, maintain_order=True)
     plain: list[_File] | None = None  # the frame's own files, kept across attempts
     for attempt in range(ATTEMPTS):
         files = layout.live_files(snapshot, column)

@@ -7,12 +7,13 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 
 from ml.ingest.parse import count_data_rows
 from ml.ingest.replay import replay
 from ml.lake.schemas import BRONZE_FLIGHTS_SCHEMA, BRONZE_WEATHER_SCHEMA
-from tests.conftest import Platform, day
+from tests.conftest import ASSETS, Platform, day
 
 NEW_YORK = "America/New_York"
 
@@ -58,7 +59,7 @@ def test_materialization_reports_version_rows_rejects_preview_and_passes_checks(
     assert metadata["dagster/row_count"].value == table.height
     assert metadata["delta_version"].value == platform.store.version("bronze/flights")
     assert metadata["rejected"].value == 0
-    assert "| flight_date |" in metadata["preview"].value
+    assert "preview" not in metadata and "dagster/column_schema" not in metadata  # a range run's
     assert metadata["days"].value == f"{day(1)}..{day(2)}"
     checks = result.get_asset_check_evaluations()
     assert {c.check_name for c in checks} == {"schema", "key_unique", "reconciles_with_landing"}
@@ -69,6 +70,23 @@ def test_materialization_reports_version_rows_rejects_preview_and_passes_checks(
     )
     assert entry["dagster_run_id"] == result.run_id
     assert entry["dagster_partition"] == f"{day(1)}..{day(2)}"
+
+
+def test_a_one_day_run_shows_its_rows_and_the_definition_its_columns(platform: Platform) -> None:
+    result = platform.bronze(day(3))
+    events = result.get_asset_materialization_events()
+    metadata = next(
+        e for e in events if e.asset_key.to_user_string() == "bronze/flights"
+    ).materialization.metadata
+    assert "| flight_date |" in metadata["preview"].value
+    assert [c.name for c in metadata["dagster/column_schema"].value.columns] == list(BRONZE_FLIGHTS_SCHEMA)
+    spec = next(
+        a for a in ASSETS if isinstance(a, dg.AssetsDefinition) and a.key.to_user_string() == "bronze/flights"
+    )
+    definition = spec.specs_by_key[spec.key].metadata["dagster/column_schema"]
+    assert [(c.name, c.type) for c in definition.columns] == [
+        (n, str(t)) for n, t in BRONZE_FLIGHTS_SCHEMA.items()
+    ]
 
 
 def test_stored_schemas_are_the_contracts(platform: Platform) -> None:

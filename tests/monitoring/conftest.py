@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from assets import monitoring, training
-from benchmarks.backfill import bare_features
+from benchmarks.bare_polars import bare_features
 from benchmarks.common import days_between, replay_landing
 from ml.lake.delta import DeltaStore
 from ml.lake.tables import FEATURES_TABLE
