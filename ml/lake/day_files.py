@@ -178,12 +178,15 @@ def replace(
     days: Sequence[dt.date],
     commit_metadata: Mapping[str, str],
     storage_options: Mapping[str, str] | None = None,
+    loaded: DeltaTable | None = None,
 ) -> int | None:
     """Replace exactly `days` with `frame` (its rows all of `days`); the snapshot version the commit followed.
 
-    None, with nothing written, where the table is not one this writes (module docstring).
+    `latest` loads the table's latest version; `loaded`, if given, is one just loaded (the
+    first attempt starts from it). None, with nothing written, where the table is not one
+    this writes (module docstring).
     """
-    snapshot = latest()
+    snapshot = loaded if loaded is not None else latest()
     if unsupported(snapshot, frame) is not None or layout.live_files(snapshot, column) is None:
         return None
     wanted, writer = set(days), _Writer(uri, storage_options)
@@ -215,7 +218,8 @@ def replace(
             )
         except (CommitFailedError, DeltaError):
             # Files are deleted only once the log shows the commit did not land; any other
-            # failure leaves them for vacuum, as unreferenced files.
+            # failure leaves them unreferenced, where no version reads them (as a crashed
+            # delta-rs write does; `vacuum(full=True)` deletes such files).
             moved_on = latest()
             if _committed(moved_on, snapshot, token):  # it landed, and a post-commit step failed
                 break

@@ -148,11 +148,11 @@ class DeltaStore:
         """
         predicate = day_predicate(column, days)
         check_rows_within(frame, column, days)
-        self.ensure_table(table, frame.head(0).to_arrow().schema, column)
+        loaded = self.ensure_table(table, frame.head(0).to_arrow().schema, column)
         metadata = {**commit_metadata, REPLACED_KEY: predicate, "write_id": uuid.uuid4().hex}
         uri = self.uri(table)
         before = day_files.replace(
-            lambda: self.table(table), uri, frame, column, days, metadata, self._options
+            lambda: self.table(table), uri, frame, column, days, metadata, self._options, loaded
         )
         if before is not None:
             version = self._version_of(table, metadata["write_id"], before)
