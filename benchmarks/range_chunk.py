@@ -1,10 +1,11 @@
 """One run of a backfill, as the daemon launches it.
 
-    python -m benchmarks.range_chunk ROOT LANDING FIRST LAST
+    python -m benchmarks.range_chunk [--floor] ROOT LANDING FIRST LAST
 
 Bronze flights, bronze weather and the features of FIRST..LAST in one Dagster run
 (`dg.materialize` with the range tags, on the lake `ROOT/lake`, whose reference tables
-exist). Its baseline, the same work in polars alone, is `benchmarks.bare_polars`.
+exist). `--floor`: the same process running do-nothing assets of the same shape over the
+same partitions instead, what Dagster itself costs the run. Its baseline, the same work in polars alone, is `benchmarks.bare_polars`.
 `benchmarks.scale_curves` runs each in its own process so that the process's peak RSS is
 that of one run. Prints one JSON line; its `done_at` (epoch seconds) is when the run
 ended, before the rows are counted back.
@@ -23,6 +24,7 @@ import dagster as dg
 import polars as pl
 
 from assets.partitions import range_tags
+from benchmarks.backfill import floor_assets
 from benchmarks.common import ASSETS, QUIET_RUN_CONFIG, Lake
 
 KEYS = ("bronze/flights", "bronze/weather", "features/flight_features")
@@ -76,10 +78,27 @@ def run_chunk(root: Path, landing: Path, first: dt.date, last: dt.date) -> dict[
     }
 
 
+def floor_chunk(first: dt.date, last: dt.date) -> dict[str, object]:
+    """Dagster's own cost of the run: the same process and imports, three do-nothing assets shaped like
+    the run's (`benchmarks.backfill.floor_assets`) over the same partitions."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        start = time.perf_counter()
+        dg.materialize(
+            floor_assets(),
+            tags=range_tags(first, last),
+            run_config=QUIET_RUN_CONFIG,
+            instance=instance,
+            raise_on_error=True,
+        )
+        return {"seconds": time.perf_counter() - start, "done_at": time.time()}
+
+
 def main(argv: list[str]) -> int:
+    floor = argv[:1] == ["--floor"]
+    argv = argv[1:] if floor else argv
     root, landing = Path(argv[0]), Path(argv[1])
     first, last = dt.date.fromisoformat(argv[2]), dt.date.fromisoformat(argv[3])
-    out = run_chunk(root, landing, first, last)
+    out = floor_chunk(first, last) if floor else run_chunk(root, landing, first, last)
     # The process's high-water mark of resident memory (Linux reports KiB).
     out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(out))

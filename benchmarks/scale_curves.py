@@ -18,8 +18,11 @@ Against it, in the same pass, the bare polars script over the same runs' days
 as Parquet, the trailing window read back from the Parquet of earlier runs, `build_features`,
 the features written as Parquet; no validation, Delta, lineage or Dagster, not even
 imported), also one process per run. Targets: peak RSS <= the budget at every K;
-backfill ÷ bare polars at 100x <= 1.5. Rows/s: flights + weather rows over the bronze steps'
-seconds (ingestion), feature rows over the features step's seconds.
+backfill ÷ bare polars at 100x <= 1.5. Dagster's floor, for the reading: each run once more
+with do-nothing assets of the same shape over the same partitions, in the same kind of
+process (`benchmarks.range_chunk --floor`): interpreter, imports, instance and run.
+Rows/s: flights + weather rows over the bronze steps' seconds (ingestion), feature rows
+over the features step's seconds.
 
 `--years N` also replays N years at 1x (`--repeat`) and backfills them the same way.
 --quick: a month at 1x and 10x only.
@@ -99,7 +102,13 @@ def backfill(work: Path, label: str, first: dt.date, last: dt.date, scale: int, 
         lookback_days(),
     )
     runs = chunks(first, last, plan.days_per_run())
-    totals = {"seconds": 0.0, "bare_seconds": 0.0, "ingest_seconds": 0.0, "features_seconds": 0.0}
+    totals = {
+        "seconds": 0.0,
+        "bare_seconds": 0.0,
+        "floor_seconds": 0.0,
+        "ingest_seconds": 0.0,
+        "features_seconds": 0.0,
+    }
     rows = {"flight_rows": 0, "weather_rows": 0, "feature_rows": 0}
     peak = bare_peak = 0
     for start, end in runs:
@@ -108,6 +117,9 @@ def backfill(work: Path, label: str, first: dt.date, last: dt.date, scale: int, 
         bare, bare_rss, bare_wall = _python(
             (first, last), "benchmarks.bare_polars", str(root / "bare"), str(landing), *span
         )
+        _, _, floor_wall = _python(
+            (first, last), "benchmarks.range_chunk", "--floor", str(root), str(landing), *span
+        )
         if bare["feature_rows"] != out["feature_rows"]:
             raise RuntimeError(
                 f"{start}..{end}: bare built {bare['feature_rows']} rows, the run {out['feature_rows']}"
@@ -115,12 +127,17 @@ def backfill(work: Path, label: str, first: dt.date, last: dt.date, scale: int, 
         steps = out["steps"]
         totals["seconds"] += wall
         totals["bare_seconds"] += bare_wall
+        totals["floor_seconds"] += floor_wall
         totals["ingest_seconds"] += steps.get("bronze__flights", 0.0) + steps.get("bronze__weather", 0.0)
         totals["features_seconds"] += steps.get("features__flight_features", 0.0)
         for key in rows:
             rows[key] += int(out[key])
         peak, bare_peak = max(peak, rss), max(bare_peak, bare_rss)
-        print(f"{label} {start}..{end}: {wall:.1f}s ({rss / GIB:.2f} GiB), bare {bare_wall:.1f}s", flush=True)
+        print(
+            f"{label} {start}..{end}: {wall:.1f}s ({rss / GIB:.2f} GiB), bare {bare_wall:.1f}s, "
+            f"Dagster's floor {floor_wall:.1f}s",
+            flush=True,
+        )
     return {
         "label": label,
         "days": (last - first).days + 1,
@@ -146,6 +163,10 @@ def _row(result: dict) -> dict[str, object]:
         "backfill": f"{result['seconds']:.1f} s",
         "bare polars": f"{result['bare_seconds']:.1f} s",
         "backfill ÷ bare": ratio(result["seconds"] / result["bare_seconds"]),
+        "Dagster's floor": f"{result['floor_seconds']:.1f} s",
+        "net of the floor ÷ bare": ratio(
+            (result["seconds"] - result["floor_seconds"]) / result["bare_seconds"]
+        ),
         "peak RSS": f"{result['peak_rss'] / GIB:.2f} GiB",
         "budget": f"{result['budget'] / GIB:.1f} GiB",
     }

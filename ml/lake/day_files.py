@@ -40,7 +40,6 @@ from urllib.parse import unquote
 import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, RemoveAction
@@ -148,6 +147,8 @@ class _Writer:
             (frame.slice(start, end - start), first, last)
             for (first, last), start, end in zip(bins, starts, ends.to_list(), strict=True)
         ]
+        if len(parts) == 1:
+            return [self._one(*parts[0])]
         with ThreadPoolExecutor(min(WRITERS, len(parts))) as pool:
             return list(pool.map(lambda part: self._one(*part), parts))
 
@@ -162,8 +163,12 @@ class _Writer:
         size = self.fs.get_file_info(path).size or 0
         return _File(name, path, part.height, first, last, int(size))
 
-    def read(self, relative: str) -> pa.Table:
-        return pq.read_table(f"{self.root}/{unquote(relative)}", filesystem=self.fs)
+    def read(self, relative: str) -> pl.DataFrame:
+        path = f"{self.root}/{unquote(relative)}"
+        if self.local:
+            return pl.read_parquet(path)
+        with self.fs.open_input_file(path) as source:
+            return pl.read_parquet(source)
 
     def delete(self, files: Sequence[_File]) -> None:
         for f in files:
@@ -187,7 +192,8 @@ def replace(
     this writes (module docstring).
     """
     snapshot = loaded if loaded is not None else latest()
-    if unsupported(snapshot, frame) is not None or layout.live_files(snapshot, column) is None:
+    files = layout.live_files(snapshot, column)
+    if files is None or unsupported(snapshot, frame) is not None:
         return None
     wanted, writer = set(days), _Writer(uri, storage_options)
     token = uuid.uuid4().hex
@@ -195,7 +201,7 @@ def replace(
     ordered = frame if frame[column].is_sorted() else frame.sort(column, maintain_order=True)
     plain: list[_File] | None = None  # the frame's own files, kept across attempts
     for attempt in range(ATTEMPTS):
-        files = layout.live_files(snapshot, column)
+        files = layout.live_files(snapshot, column) if attempt else files
         if files is None:  # a writer without statistics got in first
             writer.delete(plain or [])
             return None
@@ -205,7 +211,10 @@ def replace(
             plain = writer.write(ordered, column) if plain is None else plain
             own: list[_File] = plain
         else:  # this attempt's own files: the frame with the kept rows
-            own = writer.write(pl.concat([ordered, kept]).sort(column, maintain_order=True), column)
+            both = pl.concat([ordered, kept])
+            own = writer.write(
+                both if both[column].is_sorted() else both.sort(column, maintain_order=True), column
+            )
         now = int(time.time() * 1000)  # the deletion time vacuum's retention counts from
         actions = [
             *(f.add(column) for f in own),
@@ -259,12 +268,15 @@ def _others(
     partial = [f for f in touched if any(d not in wanted for d in _days(f.first, f.last))]
     if not partial:
         return None
-    rows = pl.concat(
-        [pl.from_arrow(writer.read(f.path)).select(frame.columns).cast(frame.schema) for f in partial]  # type: ignore[union-attr]
-    )
+    rows = pl.concat([_as(writer.read(f.path), frame.schema) for f in partial])
     wanted_series = pl.Series(sorted(wanted), dtype=pl.Date).implode()
     rows = rows.filter(~pl.col(column).is_in(wanted_series)).sort(column, maintain_order=True)
     return rows if rows.height else None
+
+
+def _as(read: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    """A file's rows in the frame's columns and types (files of older writers may differ in order)."""
+    return read if read.schema == schema else read.select(list(schema)).cast(dict(schema))
 
 
 def _days(first: dt.date, last: dt.date) -> list[dt.date]:

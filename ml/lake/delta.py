@@ -86,7 +86,12 @@ def check_rows_within(frame: pl.DataFrame, column: str, days: Sequence[dt.date])
     values = frame[column]
     if values.null_count():
         raise PartitionWriteRefusedError(f"{values.null_count()} row(s) have no {column}")
-    outside = frame.filter(~values.is_in(pl.Series(sorted(set(days)), dtype=pl.Date).implode()))
+    ordered = sorted(set(days))
+    if not values.is_empty() and (ordered[-1] - ordered[0]).days == len(ordered) - 1:
+        low, high = values.min(), values.max()
+        if ordered[0] <= low and high <= ordered[-1]:  # type: ignore[operator]
+            return  # contiguous days and every row within them: no row-by-row check needed
+    outside = frame.filter(~values.is_in(pl.Series(ordered, dtype=pl.Date).implode()))
     if outside.height:
         example = outside[column][0]
         raise PartitionWriteRefusedError(
@@ -154,9 +159,8 @@ class DeltaStore:
         before = day_files.replace(
             lambda: self.table(table), uri, frame, column, days, metadata, self._options, loaded
         )
-        if before is not None:
-            version = self._version_of(table, metadata["write_id"], before)
-            return WriteResult(table=table, uri=uri, version=version, rows=frame.height)
+        if before is not None:  # committed at exactly the next version, with no retry in between
+            return WriteResult(table=table, uri=uri, version=before + 1, rows=frame.height)
         if len(set(days)) > 1:  # a range run's files then each hold a run of days
             if not frame[column].is_sorted():  # a range run's frames mostly come in day order
                 frame = frame.sort(column, maintain_order=True)
@@ -225,6 +229,10 @@ class DeltaStore:
         left a second CREATE TABLE commit): it fails, and finds the winner's table. A table
         replaced by day keeps statistics of its day column only (`layout.stats_configuration`).
         """
+        try:
+            return self.table(table)
+        except TableNotFoundError:
+            pass
         if not self.exists(table):
             try:
                 DeltaTable.create(

@@ -142,8 +142,10 @@ def data_files(actions: pl.DataFrame, column: str) -> list[DataFile] | None:
     if held[low].null_count() or held[high].null_count() or held["num_records"].null_count():
         return None
     return [
-        DataFile(r["path"], int(r["num_records"]), int(r["size_bytes"]), r[low], r[high])
-        for r in held.select("path", "num_records", "size_bytes", low, high).iter_rows(named=True)
+        DataFile(path, int(rows), int(size), first, last)
+        for path, rows, size, first, last in held.select(
+            "path", "num_records", "size_bytes", low, high
+        ).iter_rows()
     ]
 
 
