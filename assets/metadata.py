@@ -36,16 +36,25 @@ def delta_metadata(
 ) -> dict[str, object]:
     """What a write reports on its materialization; Dagster copies it onto each of the run's partitions.
 
-    A run of one partition also shows a preview of its rows. A range run's (`partitions` > 1)
-    leaves it out: its first rows are of its first day, not of the partition showing them.
+    The column schema and a preview of the rows come with a run of one partition. A range
+    run's (`partitions` > 1) leave them out: its first rows are of its first day, not of
+    the partition showing them, and copying the schema onto each of a year's 366 partition
+    events cost 2.4 s of an 11 s range run at 1x. The daily tables' definitions carry their
+    schema (`schema_definition`), and their blocking `schema` checks judge every run's.
     """
-    preview = {"preview": dg.MetadataValue.md(markdown_table(frame))} if partitions <= 1 else {}
+    shown = (
+        {
+            "dagster/column_schema": table_schema(frame.schema),
+            "preview": dg.MetadataValue.md(markdown_table(frame)),
+        }
+        if partitions <= 1
+        else {}
+    )
     return {
         "delta_version": result.version,
         "dagster/uri": result.uri,
         "dagster/row_count": result.rows,
-        "dagster/column_schema": table_schema(frame.schema),
-        **preview,
+        **shown,
         **extra,
     }
 

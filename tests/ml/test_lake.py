@@ -39,6 +39,8 @@ def test_rows_outside_the_days_are_refused_before_anything_is_written(store: Del
     version = store.version("t")
     with pytest.raises(PartitionWriteRefusedError, match="outside the days being replaced"):
         store.replace_days("t", frame([D2, D3]), "d", [D2], {"step": "bad"})
+    with pytest.raises(PartitionWriteRefusedError, match=r"e\.g\. d=2013-01-02"):  # a row between the days
+        store.replace_days("t", frame([D1, D2, D3]), "d", [D1, D3], {"step": "bad"})
     with pytest.raises(PartitionWriteRefusedError, match="no d"):
         store.replace_days("t", frame([D2]).with_columns(pl.lit(None, pl.Date).alias("d")), "d", [D2], {})
     with pytest.raises(PartitionWriteRefusedError, match="not Date"):
