@@ -14,8 +14,8 @@ in one commit) of at most 500,000 rows (one run per year at 1x), then maintained
   (each day in turn, several rounds; median);
 - empty table: `replace_days` of the same rows into a table that exists and holds no rows;
 - day alone (informative, the floor of any layout): the same rewrite on a table that holds
-  only that day, in one file: what delta-rs's predicate overwrite costs over a first write
-  before any other file or commit is in the table;
+  only that day, in one file: what a daily write costs over a first write before any other
+  file or commit is in the table;
 - rewrite before maintenance (informative): the same on the table as the range runs left it.
 
 Ratios: (a) rewrite after maintenance ÷ empty table at 1x, 10x and 100x, target <= 2;

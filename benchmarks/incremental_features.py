@@ -11,8 +11,10 @@ day of weather), so the target is a ratio of at most 1.2. Phases:
 2. after maintenance: `DeltaStore.maintain` (compact, vacuum, checkpoint) of every lake
    table is run before each pair of measurements, so every measured run is the first write
    after a compaction;
-3. (informative) the features table also holds every day, written by one range run, so a
-   one-day replace rewrites the file that holds all the other days too.
+3. (informative) the features table also holds every day, written by one range run: a
+   one-day replace rewrites the file holding that day and its neighbours (whole days within
+   the layout budget; before day files, delta-rs put the run's year in one file, which the
+   replace rewrote whole).
 
 `--quick` uses January and February (day 30 vs day 59).
 """

@@ -11,8 +11,8 @@ by size, across days. A daily write here instead:
    other files;
 3. commits, against the latest snapshot, the new files' add actions and remove actions for
    every live file that holds a row of the days. A removed file that also holds other days
-   has those rows written again into files of their own in the same commit (as the predicate
-   overwrite does), so no other day changes;
+   has those rows written again, binned with the new rows, in the same commit (as the
+   predicate overwrite does), so no other day changes;
 4. never lets delta-rs retry the commit: a concurrent commit fails it, its own files of the
    snapshot are deleted, and the write starts again from the new snapshot (the new rows'
    files are kept), so a day is never held twice.

@@ -219,7 +219,7 @@ class DeltaStore:
         )
 
     def ensure_table(self, table: str, schema: pa.Schema, day_column: str | None = None) -> DeltaTable:
-        """Create an empty table if there is none, so every write is a predicate overwrite.
+        """Create an empty table if there is none, so every write replaces days of an existing table.
 
         (An append that creates the table could land on a table a concurrent writer just
         created and duplicate a day.) Returns the table as loaded before our write, whose

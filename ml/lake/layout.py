@@ -1,14 +1,15 @@
 """Day-range layout of a daily Delta table: every file holds a contiguous run of whole days.
 
-A day is replaced by a predicate overwrite, which rewrites every file holding a row of that
-day, with all the other days in it. delta-rs's compaction bins files by size alone (a year
-becomes one file), after which every daily rewrite costs the year. Here maintenance merges
-small files of adjacent days only up to `CELL_BUDGET`, sized so that rewriting a file costs
-about what writing a day costs (`benchmarks/delta_layout.py` measures it); days are never
-split, a day bigger than the budget stays alone, and a file that spans more days than the
-budget allows (a range run) is cut back into day ranges.
+Replacing a day rewrites every file holding a row of that day, with all the other days in
+it (`ml.lake.day_files`, or delta-rs's predicate overwrite). delta-rs's compaction bins
+files by size alone (a year becomes one file), after which every daily rewrite costs the
+year. Here daily writes pack whole days into files of at most `CELL_BUDGET`, and maintenance
+merges small files of adjacent days up to it, sized so that rewriting a file costs about
+what writing a day costs (`benchmarks/delta_layout.py` measures it); days are never split, a
+day bigger than the budget stays alone, and a file that spans more days than the budget
+allows (a range written by delta-rs) is cut back into day ranges.
 
-The budget counts rows times columns, not bytes: a predicate overwrite's cost follows the
+The budget counts rows times columns, not bytes: a rewrite's cost follows the
 values it decodes and encodes, and row counts add up exactly when files merge, so a table
 laid out once plans no further rewrite (compressed sizes shrink on merging, and a size
 budget would keep finding neighbours small enough to merge).
