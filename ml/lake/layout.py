@@ -52,8 +52,9 @@ same rows into an empty table (target 2), ten years ÷ one year (target 1.5): 2 
 0.97-1.04, 16 days 3.09 and 0.87. A day alone in a table of one file, the floor of any
 layout, was 1.2-1.6 on the same (busy, 2-core) machine."""
 WRITE_TARGET_BYTES = 1 << 20
-"""delta-rs `target_file_size` of a daily write: a range run's files stay near a day at 100x
-traffic, and a day rewritten before the next maintenance rewrites about a MiB, not the range."""
+"""delta-rs `target_file_size` of a daily write that goes through delta-rs (a table
+`ml.lake.day_files` cannot write): a range's files stay near a day at 100x traffic, and a day
+rewritten before the next maintenance rewrites about a MiB, not the range."""
 CHUNK_ROWS = 500_000
 """Rows read into memory at once while a rewrite writes its bins."""
 STATS_COLUMNS = "delta.dataSkippingStatsColumns"
