@@ -32,8 +32,10 @@ instance:
 demo: $(STAMP) instance
 	PLATFORM_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/python -m devtools.demo $(DEMO_ARGS)
 
+# worksteal: a worker that runs out of tests takes pending ones from the other, so the two
+# long end-to-end tests do not leave a core idle at the end of the run.
 test: $(STAMP) lint check-defs
-	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist worksteal $(PYTEST_ARGS)
 
 # ruff, then the import-linter contracts of pyproject.toml (the layers point one way).
 lint: $(STAMP)
