@@ -4,7 +4,7 @@ delta-rs's predicate overwrite encodes its files one at a time on one core and c
 by size, across days. A daily write here instead:
 
 1. groups the frame's rows into bins of whole adjacent days within the layout's row budget
-   (`layout.row_budget`; a day bigger than the budget is a bin alone), the files maintenance
+   (`layout.pack_days`; a day bigger than the budget is a bin alone), the files maintenance
    would make, so a range run's files need no relayout and a day rewritten later rewrites
    its bin, not the run;
 2. writes each bin as one Parquet file with polars (all cores, zstd), beside the table's
@@ -116,18 +116,6 @@ def unsupported(snapshot: DeltaTable, frame: pl.DataFrame) -> str | None:
     return None
 
 
-def day_bins(day_rows: Sequence[tuple[dt.date, int]], budget: int) -> list[tuple[dt.date, dt.date]]:
-    """Whole adjacent days, in order, packed greedily while a bin's rows stay within `budget`."""
-    bins: list[list[object]] = []
-    for day, rows in day_rows:
-        if bins and bins[-1][2] + rows <= budget:  # type: ignore[operator]
-            bins[-1][1] = day
-            bins[-1][2] += rows  # type: ignore[operator]
-        else:
-            bins.append([day, day, rows])
-    return [(b[0], b[1]) for b in bins]  # type: ignore[misc]
-
-
 class _Writer:
     """Writes files into one table's folder, through pyarrow's filesystem of its URI."""
 
@@ -140,12 +128,12 @@ class _Writer:
         if frame.is_empty():
             return []
         counts = frame.group_by(column, maintain_order=True).len()
-        bins = day_bins(list(counts.iter_rows()), layout.row_budget(frame.width))
-        ends = frame[column].search_sorted(pl.Series([last for _, last in bins], dtype=pl.Date), "right")
-        starts = [0, *ends.to_list()[:-1]]
+        bins = layout.pack_days(list(counts.iter_rows()), layout.row_budget(frame.width))
+        lasts = pl.Series([b.last for b in bins], dtype=pl.Date)
+        ends = frame[column].search_sorted(lasts, "right").to_list()
         parts = [
-            (frame.slice(start, end - start), first, last)
-            for (first, last), start, end in zip(bins, starts, ends.to_list(), strict=True)
+            (frame.slice(start, end - start), b.first, b.last)
+            for b, start, end in zip(bins, [0, *ends[:-1]], ends, strict=True)
         ]
         if len(parts) == 1:
             return [self._one(*parts[0])]

@@ -154,7 +154,7 @@ class DeltaStore:
         predicate = day_predicate(column, days)
         check_rows_within(frame, column, days)
         loaded = self.ensure_table(table, frame.head(0).to_arrow().schema, column)
-        metadata = {**commit_metadata, REPLACED_KEY: predicate, "write_id": uuid.uuid4().hex}
+        metadata = {**commit_metadata, REPLACED_KEY: predicate}
         uri = self.uri(table)
         before = day_files.replace(
             lambda: self.table(table), uri, frame, column, days, metadata, self._options, loaded
@@ -165,7 +165,7 @@ class DeltaStore:
             if not frame[column].is_sorted():  # a range run's frames mostly come in day order
                 frame = frame.sort(column, maintain_order=True)
             frame = frame.rechunk()  # delta-rs interleaves chunks
-        return self._commit(table, frame, predicate, commit_metadata, day_column=column)
+        return self._commit(table, frame, predicate, metadata, day_column=column)
 
     def overwrite(
         self,
@@ -233,19 +233,18 @@ class DeltaStore:
             return self.table(table)
         except TableNotFoundError:
             pass
-        if not self.exists(table):
-            try:
-                DeltaTable.create(
-                    self.uri(table),
-                    schema,
-                    mode="ignore",
-                    configuration={**TABLE_CONFIGURATION, **layout.stats_configuration(day_column)},
-                    storage_options=self._options,
-                    commit_properties=CommitProperties(max_commit_retries=0),
-                )
-            except (CommitFailedError, DeltaError) as exc:
-                if not self.exists(table):
-                    raise DeltaError(f"could not create Delta table {table}: {exc}") from exc
+        try:
+            DeltaTable.create(
+                self.uri(table),
+                schema,
+                mode="ignore",  # a table a concurrent writer created in between is kept
+                configuration={**TABLE_CONFIGURATION, **layout.stats_configuration(day_column)},
+                storage_options=self._options,
+                commit_properties=CommitProperties(max_commit_retries=0),
+            )
+        except (CommitFailedError, DeltaError) as exc:
+            if not self.exists(table):
+                raise DeltaError(f"could not create Delta table {table}: {exc}") from exc
         return self.table(table)
 
     def _version_of(self, table: str, write_id: str, before: int) -> int:

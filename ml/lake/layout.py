@@ -133,6 +133,18 @@ def row_budget(columns: int) -> int:
     return max(1, CELL_BUDGET // max(1, columns))
 
 
+def pack_days(day_rows: Sequence[tuple[dt.date, int]], budget: int) -> list[Bin]:
+    """Whole adjacent days, in order, packed greedily while a bin's rows stay within `budget`
+    (a day over the budget is a bin alone): the files a daily write makes."""
+    bins: list[Bin] = []
+    for day, rows in day_rows:
+        if bins and bins[-1].rows + rows <= budget:
+            bins[-1] = Bin(bins[-1].first, day, bins[-1].rows + rows)
+        else:
+            bins.append(Bin(day, day, rows))
+    return bins
+
+
 def data_files(actions: pl.DataFrame, column: str) -> list[DataFile] | None:
     """The files holding rows, or None when one has no day statistics (its days are unknown)."""
     low, high = f"min.{column}", f"max.{column}"

@@ -4,8 +4,9 @@ The model server imports this module, so it stays light (no scikit-learn, no
 matplotlib): the server image does not carry the evaluation stack.
 
 `DeltaStore` replaces days (files of the days out, new files in, one commit), which is
-right for tables a run rebuilds; a log written by many writers at once (server replicas, monitoring runs)
-needs blind appends instead, which Delta commits without conflicts between them.
+right for tables a run rebuilds; a log written by many writers at once (server replicas,
+monitoring runs) needs blind appends instead, which Delta commits without conflicts
+between them.
 """
 
 from __future__ import annotations

@@ -52,14 +52,16 @@ def values(store: DeltaStore) -> dict[dt.date, list[float]]:
     return dict(frame.iter_rows())
 
 
-def test_day_bins_pack_whole_days_within_the_budget() -> None:
+def test_days_are_packed_whole_within_the_budget() -> None:
     d = [FIRST + dt.timedelta(days=n) for n in range(5)]
-    assert day_files.day_bins([(d[0], 40), (d[1], 40), (d[2], 40), (d[3], 250), (d[4], 10)], 100) == [
+    packed = layout.pack_days([(d[0], 40), (d[1], 40), (d[2], 40), (d[3], 250), (d[4], 10)], 100)
+    assert [(b.first, b.last) for b in packed] == [
         (d[0], d[1]),
         (d[2], d[2]),
         (d[3], d[3]),
         (d[4], d[4]),
     ]
+    assert [b.rows for b in packed] == [80, 40, 250, 10]
 
 
 def test_a_range_is_written_as_zstd_files_of_whole_days(store: DeltaStore) -> None:
