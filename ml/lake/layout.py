@@ -40,17 +40,21 @@ from deltalake.transaction import AddAction, RemoveAction
 
 from ml.lake.storage import filesystem, scan_delta
 
-CELL_BUDGET = 1 << 17
-"""Rows times columns of a merged file: about 4 days of the features at the 2013 traffic
-(41 columns, about 900 rows a day, 0.1 MiB), so a day at 10x traffic is alone.
+CELL_BUDGET = 1 << 15
+"""Rows times columns of a merged file: less than a day of the features at the 2013 traffic
+(41 columns, about 900 rows a day, 0.04 MiB), so every day of the features is a file of its
+own; smaller tables (bronze weather, 15 columns and about 70 rows a day) still merge a month
+or so of days into a file.
 
-`benchmarks/delta_layout.py --cell-budget` measured the trade-off at 1x: a smaller budget
-makes the rewritten file smaller but multiplies the files, and every delta-rs write costs
-more the more files the table has; a larger one rewrites more rows. One-day rewrite ÷ the
-same rows into an empty table (target 2), ten years ÷ one year (target 1.5): 2 days a file
-(65,536) 1.98 and 1.28, 4 days (this budget) 1.92-2.15 and 1.13-1.35, 8 days 2.63-2.75 and
-0.97-1.04, 16 days 3.09 and 0.87. A day alone in a table of one file, the floor of any
-layout, was 1.2-1.6 on the same (busy, 2-core) machine."""
+`benchmarks/delta_layout.py --cell-budget` measures the trade-off at 1x: merging days makes a
+one-day rewrite read and write the file's other days again, and more, smaller files make
+every load of the table and every scan cost more. With the day-file writer
+(`ml.lake.day_files`), one-day rewrite after maintenance ÷ the same rows into an empty table
+(target 2) and ten years ÷ one year (target 1.5), in runs minutes apart on a 2-core machine:
+a day a file (this budget) 1.62 and 1.34-1.40; up to 2 days (65,536) 2.06 and 1.28; up to
+4 days (131,072) 2.03-2.66 and 1.07-1.09. What a day a file costs at 1x: a year's scan reads
+364 files instead of 120 (151 ms against 83 ms), a range run writes them (a year 1.05 s
+against 0.54 s); from 10x traffic a day is a file at any of these budgets."""
 WRITE_TARGET_BYTES = 1 << 20
 """delta-rs `target_file_size` of a daily write that goes through delta-rs (a table
 `ml.lake.day_files` cannot write): a range's files stay near a day at 100x traffic, and a day
@@ -145,8 +149,11 @@ def pack_days(day_rows: Sequence[tuple[dt.date, int]], budget: int) -> list[Bin]
     return bins
 
 
-def data_files(actions: pl.DataFrame, column: str) -> list[DataFile] | None:
-    """The files holding rows, or None when one has no day statistics (its days are unknown)."""
+def data_files(
+    actions: pl.DataFrame, column: str, within: tuple[dt.date, dt.date] | None = None
+) -> list[DataFile] | None:
+    """The files holding rows (only those with a day in `within`, first and last, if given),
+    or None when one has no day statistics (its days are unknown)."""
     low, high = f"min.{column}", f"max.{column}"
     if actions.is_empty():
         return []
@@ -155,6 +162,8 @@ def data_files(actions: pl.DataFrame, column: str) -> list[DataFile] | None:
     held = actions.filter(pl.col("num_records").fill_null(1) > 0)
     if held[low].null_count() or held[high].null_count() or held["num_records"].null_count():
         return None
+    if within is not None:  # before the files become objects: a daily write touches few of them
+        held = held.filter((pl.col(low) <= within[1]) & (pl.col(high) >= within[0]))
     return [
         DataFile(path, int(rows), int(size), first, last)
         for path, rows, size, first, last in held.select(
@@ -273,8 +282,10 @@ def _without_bin(stats: str) -> str:
     return json.dumps(parsed)
 
 
-def live_files(snapshot: DeltaTable, column: str) -> list[DataFile] | None:
-    return data_files(pl.DataFrame(snapshot.get_add_actions(flatten=True)), column)
+def live_files(
+    snapshot: DeltaTable, column: str, within: tuple[dt.date, dt.date] | None = None
+) -> list[DataFile] | None:
+    return data_files(pl.DataFrame(snapshot.get_add_actions(flatten=True)), column, within)
 
 
 def rewrite(

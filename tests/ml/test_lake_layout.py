@@ -276,3 +276,25 @@ def test_files_without_day_statistics_are_left_as_they_are(store: DeltaStore) ->
 
     assert "left as is" in str(stats["skipped"])
     assert set(store.table(T).file_uris()) == paths
+
+
+def test_live_files_within_a_span_are_the_files_holding_a_day_of_it(store: DeltaStore) -> None:
+    range_run(store)
+    every = files(store)
+    span = (DAYS[9], DAYS[12])
+    within = layout.live_files(store.table(T), DAY, span)
+    assert within is not None and within
+    assert sorted(within, key=lambda f: f.first) == [
+        f for f in every if f.first <= span[1] and f.last >= span[0]
+    ]
+    assert len(within) < len(every)
+    actions = pl.DataFrame(
+        {
+            "path": ["a", "b"],
+            "num_records": [30, 30],
+            "size_bytes": [1, 1],
+            f"min.{DAY}": [DAYS[10], None],  # b has no day statistics: its days are unknown
+            f"max.{DAY}": [DAYS[10], None],
+        }
+    )
+    assert layout.data_files(actions, DAY, (DAYS[40], DAYS[41])) is None  # however far a's days lie

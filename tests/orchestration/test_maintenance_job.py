@@ -7,6 +7,7 @@ import itertools
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from ml.lake import layout
 from ml.lake.delta import MAINTENANCE, OPERATION_KEY
@@ -15,8 +16,15 @@ from ml.registry.model_registry import ModelRegistry
 from orchestration.maintenance import maintenance
 from tests.conftest import ASSETS, Platform, day
 
+MERGING_BUDGET = 1 << 17
+"""A cell budget that merges several days of 2013 flights or features into a file (the
+shipped one keeps a day of features alone), so these tests see maintenance merge files."""
 
-def test_maintenance_job_compacts_vacuums_and_keeps_rows(platform: Platform) -> None:
+
+def test_maintenance_job_compacts_vacuums_and_keeps_rows(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(layout, "CELL_BUDGET", MERGING_BUDGET)
     for n in range(1, 6):
         platform.bronze(day(n))
     store = platform.store
@@ -79,7 +87,10 @@ def _register_on_features(platform: Platform) -> int:
     return version
 
 
-def test_vacuum_keeps_every_version_a_registered_model_read(platform: Platform) -> None:
+def test_vacuum_keeps_every_version_a_registered_model_read(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(layout, "CELL_BUDGET", MERGING_BUDGET)
     platform.bronze(day(1), day(6))
     for n in range(1, 4):
         platform.features(day(n))
