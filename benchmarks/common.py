@@ -343,6 +343,7 @@ class Report:
                 "value": ratio(float(h["ratio"])),  # type: ignore[arg-type]
                 "target": target_text(h),
                 "met": {None: "n/a", True: "yes", False: "NO"}[h["met"]],  # type: ignore[index]
+                **({"detail": h["detail"]} if any(g["detail"] for g in self.headlines) else {}),
             }
             for h in self.headlines
         ]

@@ -11,14 +11,17 @@ in one commit) of at most 500,000 rows (one run per year at 1x), then maintained
 `DeltaStore.maintain` (vacuum retention 0). Measured on days spread over the last year:
 
 - rewrite after maintenance: `replace_days` of one day's rows on the maintained table
-  (each day in turn, several rounds; median);
+  (each day in turn, several rounds; median), each time right after the same day's write
+  into an empty table and on a table alone, so that the three kinds of write are timed in
+  pairs moments apart;
 - empty table: `replace_days` of the same rows into a table that exists and holds no rows;
 - day alone (informative, the floor of any layout): the same rewrite on a table that holds
   only that day, in one file: what a daily write costs over a first write before any other
   file or commit is in the table;
 - rewrite before maintenance (informative): the same on the table as the range runs left it.
 
-Ratios: (a) rewrite after maintenance ÷ empty table at 1x, 10x and 100x, target <= 2;
+Ratios, each with a 90% bootstrap interval over the pairs: (a) rewrite after maintenance ÷
+empty table at 1x, 10x and 100x, target <= 2;
 (b) the rewrite on ten years ÷ on one year at 1x (interleaved), target <= 1.5. For
 reference, the same rewrite right after delta-rs `optimize.compact()` put the 1x year in one
 file (the maintenance before day ranges). `--cell-budget` overrides
@@ -35,6 +38,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import polars as pl
 
 from benchmarks.common import (
@@ -153,49 +157,67 @@ def rows_of(base: pl.DataFrame, day: dt.date, scale: int, year: int) -> pl.DataF
 
 
 class Probe:
-    """Rewrites of the probe days on one table, and writes of their rows into empty tables."""
+    """Rewrites of the probe days on one table, and writes of their rows into empty tables.
+
+    Each method times one probe day, by its index, so that the kinds can be interleaved day
+    by day and a phase of the machine falls on all of them alike.
+    """
 
     def __init__(self, store: DeltaStore, table: str, base: pl.DataFrame, scale: int, year: int) -> None:
         self.store, self.table = store, table
         self.frames = {d: rows_of(base, b, scale, year) for b, d in probe_days(base, year)}
+        self.days = list(self.frames)
         self.empties = iter(range(1_000_000))
 
-    def rewrite(self) -> list[float]:
-        return [
-            seconds(lambda d=d, f=f: self.store.replace_days(self.table, f, DAY, [d], META))
-            for d, f in self.frames.items()
-        ]
+    def rewrite(self, i: int) -> float:
+        day = self.days[i]
+        return seconds(lambda: self.store.replace_days(self.table, self.frames[day], DAY, [day], META))
 
-    def alone(self) -> list[float]:
+    def rewrite_each(self) -> list[float]:
+        return [self.rewrite(i) for i in range(len(self.days))]
+
+    def alone(self, i: int) -> float:
         """The floor: the day rewritten on a table that holds that day only, in one file."""
-        times = []
-        for day, frame in self.frames.items():
-            name = f"{self.table}_alone_{day.isoformat().replace('-', '')}"
-            if not self.store.exists(name):
-                self.store.replace_days(name, frame, DAY, [day], META)
-            times.append(
-                seconds(lambda n=name, d=day, f=frame: self.store.replace_days(n, f, DAY, [d], META))
-            )
-        return times
+        day = self.days[i]
+        frame = self.frames[day]
+        name = f"{self.table}_alone_{day.isoformat().replace('-', '')}"
+        if not self.store.exists(name):
+            self.store.replace_days(name, frame, DAY, [day], META)
+        return seconds(lambda: self.store.replace_days(name, frame, DAY, [day], META))
 
-    def empty(self) -> list[float]:
-        times = []
-        for day, frame in self.frames.items():
-            name = f"{self.table}_empty_{next(self.empties)}"
-            self.store.ensure_table(name, frame.to_arrow().schema, DAY)
-            times.append(
-                seconds(lambda n=name, d=day, f=frame: self.store.replace_days(n, f, DAY, [d], META))
-            )
-        return times
+    def empty(self, i: int) -> float:
+        day = self.days[i]
+        frame = self.frames[day]
+        name = f"{self.table}_empty_{next(self.empties)}"
+        self.store.ensure_table(name, frame.to_arrow().schema, DAY)
+        return seconds(lambda: self.store.replace_days(name, frame, DAY, [day], META))
 
 
-def interleave(rounds: int, **work: Callable[[], list[float]]) -> dict[str, list[float]]:
-    """Seconds of each kind of work, one call of each in turn per round, so load hits them alike."""
+def interleave(rounds: int, days: int, **work: Callable[[int], float]) -> dict[str, list[float]]:
+    """Seconds of each kind of work, each kind in turn on each day, round after round: the
+    i-th time of one kind and of another were taken moments apart (a pair)."""
     times: dict[str, list[float]] = {k: [] for k in work}
     for _ in range(rounds):
-        for kind, fn in work.items():
-            times[kind] += fn()
+        for i in range(days):
+            for kind, fn in work.items():
+                times[kind].append(fn(i))
     return times
+
+
+def ratio_interval(
+    top: Sequence[float], bottom: Sequence[float], confidence: float = 0.9, resamples: int = 2000
+) -> tuple[float, float]:
+    """Interval of median(top) ÷ median(bottom), by a bootstrap that resamples the pairs."""
+    pairs = np.array([top, bottom])
+    picks = np.random.default_rng(0).integers(0, pairs.shape[1], (resamples, pairs.shape[1]))
+    ratios = np.median(pairs[0][picks], axis=1) / np.median(pairs[1][picks], axis=1)
+    tail = (1 - confidence) / 2 * 100
+    return float(np.percentile(ratios, tail)), float(np.percentile(ratios, 100 - tail))
+
+
+def ratio_text(top: Sequence[float], bottom: Sequence[float]) -> str:
+    low, high = ratio_interval(top, bottom)
+    return f"{median(top) / median(bottom):.2f}x [{low:.2f}-{high:.2f}]"
 
 
 def measure_scale(
@@ -206,10 +228,10 @@ def measure_scale(
     written = build(store, table, base, scale, 1)
     before_files = len(store.table(table).file_uris())
     probe = Probe(store, table, base, scale, 0)
-    ahead = probe.rewrite()  # informative: the layout the range runs left
+    ahead = probe.rewrite_each()  # informative: the layout the range runs left
     maintained = seconds(lambda: store.maintain(table, 0))
     after = layout_of(store, table, 1)
-    times = interleave(rounds, empty=probe.empty, alone=probe.alone, rewrite=probe.rewrite)
+    times = interleave(rounds, len(probe.days), empty=probe.empty, alone=probe.alone, rewrite=probe.rewrite)
     times["before maintenance"] = ahead
     again = store.maintain(table, 0)  # after the rewrites: the layout holds, nothing to do
     row = {
@@ -234,12 +256,11 @@ def compacted_reference(work: Path, base: pl.DataFrame) -> dict[str, list[float]
     store = DeltaStore(str(work / "lake-compacted"))
     build(store, FEATURES_TABLE, base, 1, 1)
     probe = Probe(store, FEATURES_TABLE, base, 1, 0)
-    times: dict[str, list[float]] = {"rewrite": [], "empty": probe.empty()}
-    for day, frame in probe.frames.items():
+    times: dict[str, list[float]] = {"rewrite": [], "empty": []}
+    for i in range(len(probe.days)):
+        times["empty"].append(probe.empty(i))
         store.table(FEATURES_TABLE).optimize.compact()
-        times["rewrite"].append(
-            seconds(lambda d=day, f=frame: store.replace_days(FEATURES_TABLE, f, DAY, [d], META))
-        )
+        times["rewrite"].append(probe.rewrite(i))
     return times
 
 
@@ -254,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
     last = dt.date(2013, 2, 28) if args.quick else LAST_DAY
     scales = sorted({1, *args.traffic})
     years = 3 if args.quick else 10
-    rounds = 2 if args.quick else 5
+    rounds = 2 if args.quick else 9
     report = Report("delta_layout", args.quick)
     with (
         tempfile.TemporaryDirectory(prefix="bench-delta-layout-") as tmp,
@@ -277,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
         decade_layout = layout_of(decade, FEATURES_TABLE, years)
         one = Probe(one_year, FEATURES_TABLE, base, 1, 0)
         ten = Probe(decade, FEATURES_TABLE, base, 1, years - 1)
-        compared = interleave(rounds + 2, one=one.rewrite, ten=ten.rewrite)
+        compared = interleave(rounds + 2, len(one.days), one=one.rewrite, ten=ten.rewrite)
         reference = compacted_reference(work, base)
 
     table = []
@@ -291,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
                 "min..max ms": spread(t["rewrite"], "ms"),
                 "day alone (floor)": ms(median(t["alone"])),
                 "empty table": ms(median(t["empty"])),
-                "ratio": f"{median(t['rewrite']) / median(t['empty']):.2f}x",
+                "ratio [90% interval]": ratio_text(t["rewrite"], t["empty"]),
                 "floor ratio": f"{median(t['alone']) / median(t['empty']):.2f}x",
             }
         )
@@ -299,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
             f"(a) {scale}x: one-day rewrite after maintenance ÷ into an empty table",
             median(t["rewrite"]) / median(t["empty"]),
             TARGET_EMPTY,
+            detail="90% interval " + ratio_text(t["rewrite"], t["empty"]).split("[")[1].rstrip("]"),
         )
     report.table(
         f"One-day rewrites of features, a year at each traffic, cell budget {args.cell_budget} "
@@ -326,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
         f"(b) 1x: one-day rewrite after maintenance, {years} years ÷ one year",
         median(compared["ten"]) / median(compared["one"]),
         TARGET_YEARS,
+        detail="90% interval " + ratio_text(compared["ten"], compared["one"]).split("[")[1].rstrip("]"),
     )
     report.headline(
         "1x, year compacted by optimize.compact() (before day ranges): rewrite ÷ into an empty table",
