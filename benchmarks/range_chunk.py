@@ -7,8 +7,8 @@ Bronze flights, bronze weather and the features of FIRST..LAST in one Dagster ru
 exist). `--floor`: the same process running do-nothing assets of the same shape over the
 same partitions instead, what Dagster itself costs the run. Its baseline, the same work in
 polars alone, is `benchmarks.bare_polars`. `benchmarks.scale_curves` runs each in its own
-process so that the process's peak RSS is that of one run. Prints one JSON line; its `done_at` (epoch seconds) is when the run
-ended, before the rows are counted back.
+process so that the process's peak RSS is that of one run. Prints one JSON line; its
+`done_at` (epoch seconds) is when the run ended, before the rows are counted back.
 """
 
 from __future__ import annotations
