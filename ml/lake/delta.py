@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from ml.lake import day_files, layout
+from ml.lake import day_files, layout, relayout
 from ml.lake.storage import delta_file_path, filesystem, join_uri, scan_delta
 from ml.lake.tables import day_column
 
@@ -328,7 +328,7 @@ class DeltaStore:
         files_before = len(self.table(table).file_uris())
         column = day_column(table)
         if column:
-            stats = layout.lay_out(
+            stats = relayout.lay_out(
                 lambda: self.table(table), column, {OPERATION_KEY: MAINTENANCE}, self._options
             )
         else:

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from ml.lake import layout
+from ml.lake import layout, relayout
 from ml.lake.delta import MAINTENANCE, OPERATION_KEY, TABLE_CONFIGURATION, DeltaStore, LineageError
 from ml.lake.tables import FEATURES_TABLE
 from ml.lineage.ledger import features_entry, lineage_commits, writer_of
@@ -191,7 +191,7 @@ def test_a_daily_write_during_maintenance_wins_and_its_range_waits(
 ) -> None:
     daily(store)
     expected = by_key(pl.concat([rows([d]) for d in DAYS if d != DAYS[1]] + [rows([DAYS[1]], value=9.0)]))
-    write_bins = layout._write_bins
+    write_bins = relayout._write_bins
     raced: list[dt.date] = []
 
     def racing(*args: object, **kwargs: object) -> None:
@@ -201,7 +201,7 @@ def test_a_daily_write_during_maintenance_wins_and_its_range_waits(
             raced.append(DAYS[1])
             store.replace_days(T, rows([DAYS[1]], value=9.0), DAY, [DAYS[1]], {"step": "daily"})
 
-    monkeypatch.setattr(layout, "_write_bins", racing)
+    monkeypatch.setattr(relayout, "_write_bins", racing)
     stats = store.maintain(T, retention_hours=0)
 
     assert stats["skipped"] == f"{DAYS[0]}..{DAYS[2]}"
@@ -211,7 +211,7 @@ def test_a_daily_write_during_maintenance_wins_and_its_range_waits(
     on_disk = {p.name for p in Path(store.uri(T)).glob("*.parquet")}
     assert on_disk == referenced  # no stray file of the skipped range
 
-    monkeypatch.setattr(layout, "_write_bins", write_bins)
+    monkeypatch.setattr(relayout, "_write_bins", write_bins)
     assert store.maintain(T, retention_hours=0)["skipped"] == "none"
     assert_laid_out(files(store))
     assert by_key(store.read(T)).equals(expected)
