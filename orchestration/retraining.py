@@ -19,8 +19,8 @@ from ml.lake.delta import DeltaStore
 from ml.lake.tables import DRIFT_SIGNALS_TABLE, FEATURES_TABLE
 from ml.registry.dvc_repo import PARAMS_FILE, TRAINING_SET_PATH
 from ml.settings import NEW_YORK
-from ml.training.params import cutoff, load_params
-from ml.training.retrain_policy import Decision, DriftSignal, TrainingData, decide
+from ml.training.params import cutoff, load_params, split_sizes
+from ml.training.retrain_policy import Decision, DriftSignal, TrainingData, decide, settled_cutoff
 from ml.training.training_set import MANIFEST
 from orchestration.jobs import TRAINING_RUN_TAGS, training_job
 from resources import DvcResource, LakeResource, RetrainPolicy
@@ -53,13 +53,18 @@ def _last_cutoff(dvc: DvcResource) -> dt.date | None:
 
 
 def _training_data(store: DeltaStore, dvc: DvcResource, days: list[dt.date]) -> TrainingData | None:
-    """The cutoff the training set would take (params.yaml's, else the latest day) and the features' version."""
+    """The cutoff the training set would take and the features' version: params.yaml's cutoff, else
+    the latest day whose validation and test days have all been built (`settled_cutoff`): the
+    promotion gate judges a candidate on those days, so they must be whole."""
     version = store.version(FEATURES_TABLE)
     if version is None or not days:
         return None
-    params = dvc.path(PARAMS_FILE)
-    fixed = cutoff(load_params(params)) if params.exists() else None
-    return TrainingData(fixed or max(days), version)
+    path = dvc.path(PARAMS_FILE)
+    params = load_params(path) if path.exists() else {}
+    fixed = cutoff(params)
+    sizes = split_sizes(params) if params.get("training_set") else None
+    day = fixed or settled_cutoff(days, sizes.validation_days + sizes.test_days if sizes else 1)
+    return TrainingData(day, version) if day else None
 
 
 def _unhandled_signals(store: DeltaStore, handled: set[str]) -> list[DriftSignal]:

@@ -56,6 +56,22 @@ class Decision:
         return f"train:{self.data.key}" if self.retrain and self.data else ""
 
 
+def settled_cutoff(feature_days: Sequence[dt.date], split_days: int) -> dt.date | None:
+    """The latest feature day that ends `split_days` consecutive feature days, or None.
+
+    A training set ends with its validation and test days (`split_days` of them) right
+    before the cutoff, so a cutoff on the latest day while days just before it are still
+    being built (a backfill or late deliveries in flight) would leave a split empty and
+    fail the training. A day missing for good only holds the cutoff back until the
+    splits lie past it.
+    """
+    have = set(feature_days)
+    for day in sorted(have, reverse=True):
+        if all(day - dt.timedelta(days=n) in have for n in range(1, split_days)):
+            return day
+    return None
+
+
 def _signals_reason(drift: Sequence[DriftSignal]) -> str:
     shown = "; ".join(s.detail for s in drift[:SHOWN_SIGNALS])
     more = f"; and {len(drift) - SHOWN_SIGNALS} more" if len(drift) > SHOWN_SIGNALS else ""
@@ -72,7 +88,8 @@ def decide(
 ) -> Decision:
     """Retrain on monitoring signals, or once `new_days_threshold` feature days follow the last cutoff.
 
-    `data` is what a run would train on (None before there are features);
+    `data` is what a run would train on (None before there is a cutoff: `settled_cutoff`);
+    only new days up to its cutoff count, those the run would train on;
     `unfinished_training` describes the training runs queued or running, which are
     waited for first. A threshold of 0 turns the new-days rule off.
     """
@@ -80,11 +97,15 @@ def decide(
         runs = ", ".join(unfinished_training)
         waiting = f"; {len(drift)} signal(s) wait for it" if drift else ""
         return Decision(False, f"a training run is queued or running: {runs}{waiting}")
-    if data is None or not feature_days:
+    if not feature_days:
         return Decision(False, "no feature days yet")
+    if data is None:
+        return Decision(
+            False, "no cutoff yet: too few consecutive feature days for the validation and test days"
+        )
     if drift:
         return Decision(True, _signals_reason(drift), "drift", data, tuple(drift))
-    new = {d for d in feature_days if last_cutoff is None or d > last_cutoff}
+    new = {d for d in feature_days if (last_cutoff is None or d > last_cutoff) and d <= data.cutoff}
     if new_days_threshold <= 0:
         return Decision(False, "the new-days rule is off")
     if len(new) < new_days_threshold:

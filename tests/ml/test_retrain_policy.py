@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ml.training.retrain_policy import DriftSignal, TrainingData, decide
+from ml.training.retrain_policy import DriftSignal, TrainingData, decide, settled_cutoff
 
 DAYS = [dt.date(2013, 1, d) for d in range(1, 21)]
 DATA = TrainingData(dt.date(2013, 1, 20), 12)
@@ -52,3 +52,20 @@ def test_nothing_is_asked_while_a_training_run_is_unfinished() -> None:
     assert not waiting.retrain and waiting.run_key == "" and waiting.signals == ()
     assert "queued or running: abc (QUEUED)" in waiting.reason and "1 signal(s) wait" in waiting.reason
     assert not decide(DAYS, None, 7, [], DATA, ["abc (STARTED)"]).retrain
+
+
+def test_the_cutoff_waits_for_the_validation_and_test_days_to_be_built() -> None:
+    # Days 15..18 are still being built (late deliveries in flight): a cutoff on day 20 would
+    # leave the validation days 17..18 empty, so the cutoff is the last day whose four split
+    # days are all there, and only days up to it count as new.
+    building = [d for d in DAYS if not 15 <= d.day <= 18]
+    assert settled_cutoff(building, 4) == dt.date(2013, 1, 14)
+    assert settled_cutoff(DAYS, 4) == dt.date(2013, 1, 20)
+    assert settled_cutoff(DAYS[:3], 4) is None
+    early = decide(building, dt.date(2013, 1, 10), 7, [], TrainingData(dt.date(2013, 1, 14), 12))
+    assert not early.retrain and "4 new feature day(s)" in early.reason
+    late = decide(DAYS, dt.date(2013, 1, 10), 7, [], TrainingData(dt.date(2013, 1, 20), 13))
+    assert late.retrain and "10 new feature day(s)" in late.reason
+    # A day missing for good holds the cutoff back only until the split days lie past it.
+    assert settled_cutoff([d for d in DAYS if d.day != 12], 4) == dt.date(2013, 1, 20)
+    assert not decide(DAYS[:3], None, 1, [], None).retrain
