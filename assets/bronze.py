@@ -6,19 +6,28 @@ rows delivered and rejected). Per-day detail lives in those tables rather than i
 run's metadata, which Dagster copies into the event of every partition of a range run.
 """
 
+import dataclasses
 import datetime as dt
 import functools
+from dataclasses import dataclass
 
 import dagster as dg
 import polars as pl
 
 from assets.metadata import commit_metadata, delta_metadata, schema_definition
-from assets.partitions import RUN_MEMORY, backfill_policy, daily_partitions, days_label, partition_days
+from assets.partitions import (
+    RUN_MEMORY,
+    backfill_policy,
+    daily_partitions,
+    days_label,
+    partition_days,
+    run_slices,
+)
 from assets.step_resources import INGESTION, k8s_step_tags
-from ml.ingest.batch import Validator, ingest_days, read_reference
+from ml.ingest.batch import Validator, ingest_days, ingestion_failure, read_reference
 from ml.ingest.reconcile import Reconciliation, reconcile, write_days
 from ml.ingest.validation import validate_flights, validate_weather
-from ml.lake.delta import DeltaStore
+from ml.lake.delta import DeltaStore, WriteResult
 from ml.lake.schemas import (
     AIRLINES_LANDING,
     AIRPORTS_LANDING,
@@ -79,6 +88,47 @@ def _checks(table: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
+@dataclass(frozen=True)
+class _SliceWrite:
+    """What one slice of a run's days wrote: small, so a run holds one slice's rows at a time."""
+
+    days: list[dt.date]
+    table: WriteResult
+    rejects: WriteResult
+    landing_log: WriteResult
+    summary: Reconciliation
+    preview: pl.DataFrame
+    """The slice's rows when the run is one day (the materialization's preview), else none."""
+
+
+def _ingest_slice(
+    context: dg.AssetExecutionContext,
+    store: DeltaStore,
+    landing: LandingResource,
+    contract: LandingContract,
+    validate: Validator,
+    schema: dict[str, pl.DataType],
+    key: tuple[str, ...],
+    days: list[dt.date],
+    failed: dict[dt.date, str],
+) -> _SliceWrite | None:
+    """Ingest and write one slice of the run's days; its failed days go to `failed`."""
+    batch = ingest_days(landing.zone(), contract, days, validate, now=dt.datetime.now(dt.UTC))
+    failed.update(batch.failed)
+    if not batch.landed:
+        return None
+    if contract.dataset == "flights":
+        overloaded = RUN_MEMORY.overloaded(batch.valid.height, len(batch.landed))
+        if overloaded:
+            context.log.warning(overloaded)
+    table = context.asset_key.to_user_string()
+    meta = commit_metadata(context, days_label(batch.landed))
+    written = write_days(store, table, batch, contract.day_column, batch.landed, meta, landing.root, key)
+    summary = reconcile(batch, written.stored, schema, key, written.stored_schema)
+    preview = batch.valid if len(context.partition_keys) == 1 else batch.valid.head(0)
+    return _SliceWrite(batch.landed, written.table, written.rejects, written.landing_log, summary, preview)
+
+
 def _ingest_daily(
     context: dg.AssetExecutionContext,
     store: DeltaStore,
@@ -90,42 +140,44 @@ def _ingest_daily(
 ) -> dg.MaterializeResult:
     """The run's days of one daily table: ingested from their landing files, written with their companions.
 
-    A day whose file cannot be ingested fails alone: the good days of the run are written
-    and reported as materialized partitions, then the step fails naming the bad files, so
-    the run's failure says which days did not land and those days stay unmaterialized.
+    The days are worked through in slices under the run's memory budget (`run_slices`),
+    each written in its own commits before the next is read. A day whose file cannot be
+    ingested fails alone: the good days of the run are written and reported as
+    materialized partitions, then the step fails naming the bad files, so the run's
+    failure says which days did not land and those days stay unmaterialized.
     """
-    days = partition_days(context)
-    batch = ingest_days(landing.zone(), contract, days, validate, now=dt.datetime.now(dt.UTC))
-    if not batch.landed:
-        raise batch.failure(contract.dataset)
-    table, day_column = context.asset_key.to_user_string(), contract.day_column
-    if contract.dataset == "flights":
-        overloaded = RUN_MEMORY.overloaded(batch.valid.height, len(batch.landed))
-        if overloaded:
-            context.log.warning(overloaded)
-    label = days_label(batch.landed)
-    meta = commit_metadata(context, label)
-    written = write_days(store, table, batch, day_column, batch.landed, meta, landing.root, key)
-    summary = reconcile(batch, written.stored, schema, key, written.stored_schema)
+    failed: dict[dt.date, str] = {}
+    parts = [
+        written
+        for days in run_slices(partition_days(context))
+        if (written := _ingest_slice(context, store, landing, contract, validate, schema, key, days, failed))
+    ]
+    if not parts:
+        raise ingestion_failure(contract.dataset, 0, failed)
+    landed = [day for part in parts for day in part.days]
+    summary = Reconciliation.combine([part.summary for part in parts])
+    last = parts[-1]
+    label = days_label(landed)
     metadata = delta_metadata(
-        written.table,
-        batch.valid,
-        partitions=len(batch.landed),
+        dataclasses.replace(last.table, rows=sum(part.table.rows for part in parts)),
+        last.preview,
+        partitions=len(landed),
         days=label,
         rejected=summary.rejected,
         landing_rows=summary.landing_rows,
-        rejects_table=written.rejects.uri,
-        rejects_delta_version=written.rejects.version,
+        rejects_table=last.rejects.uri,
+        rejects_delta_version=last.rejects.version,
         reject_reasons=dg.MetadataValue.json(summary.reject_reasons),
-        landing_log_table=written.landing_log.uri,
-        landing_log_delta_version=written.landing_log.version,
+        landing_log_table=last.landing_log.uri,
+        landing_log_delta_version=last.landing_log.version,
         empty_days=summary.empty_days,
+        **({"slices": len(parts)} if len(parts) > 1 else {}),
     )
     checks = _check_results(context.asset_key, summary)
-    if not batch.failed:
+    if not failed:
         return dg.MaterializeResult(metadata=metadata, check_results=checks)
-    failed_days = [day.isoformat() for day in sorted(batch.failed)]
-    for day in batch.landed:
+    failed_days = [day.isoformat() for day in sorted(failed)]
+    for day in landed:
         context.log_event(
             dg.AssetMaterialization(
                 asset_key=context.asset_key,
@@ -142,7 +194,7 @@ def _ingest_daily(
                 metadata=check.metadata,
             )
         )
-    raise batch.failure(contract.dataset)
+    raise ingestion_failure(contract.dataset, len(landed), failed)
 
 
 def _check_results(asset: dg.AssetKey, summary: Reconciliation) -> list[dg.AssetCheckResult]:

@@ -1,17 +1,29 @@
 """Features: point-in-time flight features, one Delta partition per day, built incrementally."""
 
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+
 import dagster as dg
+import polars as pl
 from pydantic import Field
 
 from assets.bronze import flights, planes, weather
 from assets.conditions import SameDayMaterialized
 from assets.metadata import commit_metadata, delta_metadata, schema_definition
-from assets.partitions import FIRST_DAY, backfill_policy, daily_partitions, days_label, partition_days
+from assets.partitions import (
+    FIRST_DAY,
+    backfill_policy,
+    daily_partitions,
+    days_label,
+    partition_days,
+    run_slices,
+)
 from assets.selection import select
 from assets.step_resources import FEATURES, k8s_step_tags
 from ml.features.build import FeatureQuality, build_feature_days, measure_quality
 from ml.features.flight_features import FEATURE_SCHEMA, WEATHER_LOOKBACK_DAYS, lookback_days
-from ml.lake.delta import VACUUM_RETENTION_HOURS
+from ml.lake.delta import VACUUM_RETENTION_HOURS, DeltaStore, WriteResult
 from ml.lake.tables import BRONZE_FLIGHTS, BRONZE_PLANES, BRONZE_WEATHER, FEATURES_TABLE
 from ml.lineage.ledger import features_entry
 from ml.online.build import online_snapshot_from_lake
@@ -92,27 +104,61 @@ def _window(days: int) -> dg.TimeWindowPartitionMapping:
     op_tags=k8s_step_tags(FEATURES),
 )
 def flight_features(context: dg.AssetExecutionContext, lake: LakeResource):
-    """One row per flight with a known outcome; reads its days plus a bounded trailing window of bronze."""
+    """One row per flight with a known outcome; reads its days plus a bounded trailing window of bronze.
+
+    The run's days are built and written in slices under its memory budget (`run_slices`):
+    a slice's window and rows are let go before the next slice is read.
+    """
     days = partition_days(context)
     store = lake.store()
+    parts = [_build_slice(context, store, part, single=len(days) == 1) for part in run_slices(days)]
+    missing: dict[str, list[str]] = {}
+    for part in parts:
+        for table, gaps in part.missing_window_days.items():
+            missing[table] = sorted({*missing.get(table, []), *gaps})
+    if missing:
+        context.log.warning(f"built without days that have not landed: {missing}")
+    quality = FeatureQuality.combine([part.quality for part in parts])
+    last = parts[-1]
+    return dg.MaterializeResult(
+        metadata=delta_metadata(
+            dataclasses.replace(last.result, rows=sum(part.result.rows for part in parts)),
+            last.preview,
+            partitions=len(days),
+            days=days_label(days),
+            excluded_no_outcome=sum(part.excluded_no_outcome for part in parts),
+            label_rate=quality.label_rate,
+            missing_window_days=dg.MetadataValue.json(missing),
+            bronze_versions_read=dg.MetadataValue.json(last.sources),
+            **({"slices": len(parts)} if len(parts) > 1 else {}),
+        ),
+        check_results=[*_feature_checks(quality), _window_check(missing)],
+    )
+
+
+@dataclass(frozen=True)
+class _FeatureSlice:
+    """What one slice of a run's days wrote: small, so a run holds one slice's rows at a time."""
+
+    result: WriteResult
+    quality: FeatureQuality
+    excluded_no_outcome: int
+    missing_window_days: dict[str, list[str]]
+    sources: dict[str, int]
+    preview: pl.DataFrame
+    """The slice's rows when the run is one day (the materialization's preview), else none."""
+
+
+def _build_slice(
+    context: dg.AssetExecutionContext, store: DeltaStore, days: list[dt.date], single: bool
+) -> _FeatureSlice:
     built = build_feature_days(store, days, earliest=FIRST_DAY)
-    if built.missing_window_days:
-        context.log.warning(f"built without days that have not landed: {built.missing_window_days}")
     meta = {**commit_metadata(context, days_label(days)), **features_entry(days, built.sources)}
     result = store.replace_days(FEATURES_TABLE, built.frame, "flight_date", days, meta)
     quality = measure_quality(built.frame, dict(store.scan(FEATURES_TABLE, result.version).collect_schema()))
-    return dg.MaterializeResult(
-        metadata=delta_metadata(
-            result,
-            built.frame,
-            partitions=len(days),
-            days=days_label(days),
-            excluded_no_outcome=built.excluded_no_outcome,
-            label_rate=quality.label_rate,
-            missing_window_days=dg.MetadataValue.json(built.missing_window_days),
-            bronze_versions_read=dg.MetadataValue.json(built.sources),
-        ),
-        check_results=[*_feature_checks(quality), _window_check(built.missing_window_days)],
+    preview = built.frame if single else built.frame.head(0)
+    return _FeatureSlice(
+        result, quality, built.excluded_no_outcome, built.missing_window_days, built.sources, preview
     )
 
 

@@ -29,11 +29,17 @@ RUN_MEMORY: RunMemory = run_memory(os.environ, lookback_days())
 def backfill_policy() -> dg.BackfillPolicy:
     """A backfill of any length from the UI is one backfill of runs of at most `days_per_run` days.
 
-    At 2013's traffic that is a year, so a year's backfill is still one run; at 100x it is a
-    few weeks, and each run stays under the budget. The days of the features' trailing
-    windows come from the earlier runs, which the backfill daemon runs first.
+    At 2013's traffic that is a year, so a year's backfill is still one run; at 100x it is
+    about half a year in slices of a few weeks (`run_slices`), and each slice stays under the
+    budget. The days of the features' trailing windows come from the earlier runs, which the
+    backfill daemon runs first.
     """
     return dg.BackfillPolicy.multi_run(max_partitions_per_run=RUN_MEMORY.days_per_run())
+
+
+def run_slices(days: list[dt.date]) -> list[list[dt.date]]:
+    """A run's days in the slices its steps hold at once under the memory budget (`RunMemory.slices`)."""
+    return RUN_MEMORY.slices(days)
 
 
 def daily_partitions_for(span: PartitionSpan) -> dg.DailyPartitionsDefinition:

@@ -1,13 +1,14 @@
 """The bare polars script: the platform's bronze and feature work done with polars alone.
 
-    python -m benchmarks.bare_polars OUT LANDING FIRST LAST
+    python -m benchmarks.bare_polars OUT LANDING FIRST LAST [SLICE_DAYS]
 
-What a competent polars script does for the days FIRST..LAST without the platform: read
-the range's landing CSVs in the contract's types (no validation, no quarantine), write the
-bronze flights and weather of the range as one Parquet file each under OUT, read the
-trailing windows the features need back from the files earlier runs wrote there (the
-platform reads them from its bronze tables), call `build_features` and write the features
-as one Parquet file. No Dagster, no Delta, no lineage: this module imports polars and the
+What a competent polars script does for the days FIRST..LAST without the platform, in
+slices of SLICE_DAYS days (default: all at once) as the platform's run holds them under its
+memory budget: read the slice's landing CSVs in the contract's types (no validation, no
+quarantine), write the bronze flights and weather of the slice as one Parquet file each
+under OUT, read the trailing windows the features need back from the files earlier slices
+wrote there (the platform reads them from its bronze tables), call `build_features` and
+write the features as one Parquet file. No Dagster, no Delta, no lineage: this module imports polars and the
 feature code only (importing the code location costs a second per process, which would
 pad the baseline). Prints one JSON line: seconds, `done_at` (epoch seconds when the work
 ended), feature rows and the process's peak RSS.
@@ -82,10 +83,9 @@ def _window(out: Path, table: str, column: str, first: dt.date, before: dt.date)
     return pl.scan_parquet(files).filter((pl.col(column) >= first) & (pl.col(column) < before)).collect()
 
 
-def bare_chunk(out: Path, landing: Path, first: dt.date, last: dt.date) -> dict[str, object]:
-    """Bronze and features of first..last as Parquet files under `out`; the trailing windows from earlier runs' files."""
-    start = time.perf_counter()
-    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+def bare_slice(out: Path, landing: Path, days: list[dt.date]) -> int:
+    """Bronze and features of `days` as Parquet files under `out`; the trailing windows from earlier slices' files."""
+    first, last = days[0], days[-1]
     flights = read_flights(landing_files(landing, "flights", first, last))
     weather = read_weather(landing_files(landing, "weather", first, last))
     for table, frame in (("bronze_flights", flights), ("bronze_weather", weather)):
@@ -105,13 +105,24 @@ def bare_chunk(out: Path, landing: Path, first: dt.date, last: dt.date) -> dict[
     )
     (out / "features").mkdir(parents=True, exist_ok=True)
     features.write_parquet(out / "features" / f"{first}.parquet")
-    return {"seconds": time.perf_counter() - start, "done_at": time.time(), "feature_rows": features.height}
+    return features.height
+
+
+def bare_chunk(
+    out: Path, landing: Path, first: dt.date, last: dt.date, slice_days: int = 0
+) -> dict[str, object]:
+    """Bronze and features of first..last in slices of `slice_days` days (0: one slice)."""
+    start = time.perf_counter()
+    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    size = slice_days or len(days)
+    rows = sum(bare_slice(out, landing, days[i : i + size]) for i in range(0, len(days), size))
+    return {"seconds": time.perf_counter() - start, "done_at": time.time(), "feature_rows": rows}
 
 
 def main(argv: list[str]) -> int:
     out, landing = Path(argv[0]), Path(argv[1])
     first, last = dt.date.fromisoformat(argv[2]), dt.date.fromisoformat(argv[3])
-    result = bare_chunk(out, landing, first, last)
+    result = bare_chunk(out, landing, first, last, int(argv[4]) if len(argv) > 4 else 0)
     # The process's high-water mark of resident memory (Linux reports KiB).
     result["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(result))

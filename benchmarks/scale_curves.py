@@ -57,11 +57,12 @@ def _extra(parser) -> None:  # type: ignore[no-untyped-def]
     parser.add_argument("--budget-gib", type=float, default=4.0, help="PLATFORM_RUN_MEMORY_GIB of the plan")
 
 
-def _python(span: tuple[dt.date, dt.date], *args: str) -> tuple[dict, int, float]:
-    """Run `python -m ...` in its own process with partitions over `span`: its JSON line, its
-    peak RSS (bytes) and wall seconds from the process's start to the end of its work (its
-    `done_at`: the rows the benchmark counts back afterwards are not part of a run)."""
-    env = {**os.environ, "PLATFORM_FIRST_DAY": str(span[0]), "PLATFORM_LAST_DAY": str(span[1])}
+def _python(span: tuple[dt.date, dt.date], settings: dict[str, str], *args: str) -> tuple[dict, int, float]:
+    """Run `python -m ...` in its own process with partitions over `span` and the code location's
+    `settings` (the memory plan's): its JSON line, its peak RSS (bytes) and wall seconds from
+    the process's start to the end of its work (its `done_at`: the rows the benchmark counts
+    back afterwards are not part of a run)."""
+    env = {**os.environ, **settings, "PLATFORM_FIRST_DAY": str(span[0]), "PLATFORM_LAST_DAY": str(span[1])}
     start = time.time()
     done = subprocess.run([sys.executable, "-m", *args], cwd=PROJECT, capture_output=True, text=True, env=env)
     if done.returncode:
@@ -97,10 +98,8 @@ def backfill(work: Path, label: str, first: dt.date, last: dt.date, scale: int, 
     replay_seconds = _replay(landing, first, last, scale, repeat=last.year > 2013)
     Lake(root, landing).reference()
     per_day = int(SOURCE_FLIGHTS_PER_DAY * scale)
-    plan = run_memory(
-        {"PLATFORM_RUN_MEMORY_GIB": str(budget_gib), "PLATFORM_FLIGHTS_PER_DAY": str(per_day)},
-        lookback_days(),
-    )
+    settings = {"PLATFORM_RUN_MEMORY_GIB": str(budget_gib), "PLATFORM_FLIGHTS_PER_DAY": str(per_day)}
+    plan = run_memory(settings, lookback_days())
     runs = chunks(first, last, plan.days_per_run())
     totals = {
         "seconds": 0.0,
@@ -113,12 +112,20 @@ def backfill(work: Path, label: str, first: dt.date, last: dt.date, scale: int, 
     peak = bare_peak = 0
     for start, end in runs:
         span = (str(start), str(end))
-        out, rss, wall = _python((first, last), "benchmarks.range_chunk", str(root), str(landing), *span)
+        out, rss, wall = _python(
+            (first, last), settings, "benchmarks.range_chunk", str(root), str(landing), *span
+        )
         bare, bare_rss, bare_wall = _python(
-            (first, last), "benchmarks.bare_polars", str(root / "bare"), str(landing), *span
+            (first, last),
+            settings,
+            "benchmarks.bare_polars",
+            str(root / "bare"),
+            str(landing),
+            *span,
+            str(plan.days_per_slice()),
         )
         _, _, floor_wall = _python(
-            (first, last), "benchmarks.range_chunk", "--floor", str(root), str(landing), *span
+            (first, last), settings, "benchmarks.range_chunk", "--floor", str(root), str(landing), *span
         )
         if bare["feature_rows"] != out["feature_rows"]:
             raise RuntimeError(

@@ -7,7 +7,7 @@ and one previous day of weather, so any range of days can be built alone.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -63,6 +63,31 @@ class FeatureQuality:
     label_rates: dict[str, float]
     """Per built day (ISO date): what the check judges, so one bad day cannot hide in a range's mean."""
     label_rate_bounds: tuple[float, float] = LABEL_RATE_BOUNDS
+    rows: int = 0
+    """Feature rows measured."""
+
+    @classmethod
+    def combine(cls, parts: Sequence[FeatureQuality]) -> FeatureQuality:
+        """The quality of a run's slices (disjoint days) as if measured on all their rows at once.
+
+        Keys hold the flight's day, so no duplicate spans two slices; rates are weighted by rows.
+        """
+        rows = sum(p.rows for p in parts)
+
+        def weighted(rate: Callable[[FeatureQuality], float]) -> float:
+            return sum(rate(p) * p.rows for p in parts) / rows if rows else 0.0
+
+        rates = {c: weighted(lambda p, c=c: p.null_rates[c]) for c in parts[0].null_rates}
+        return cls(
+            schema_problems=parts[-1].schema_problems,
+            duplicates=sum(p.duplicates for p in parts),
+            null_rates=rates,
+            null_rate_breaches=rate_breaches(rates, NULL_RATE_LIMITS),
+            label_rate=weighted(lambda p: p.label_rate),
+            label_rates={day: rate for p in parts for day, rate in p.label_rates.items()},
+            label_rate_bounds=parts[-1].label_rate_bounds,
+            rows=rows,
+        )
 
     @property
     def label_rate_breaches(self) -> dict[str, float]:
@@ -116,6 +141,7 @@ def measure_quality(frame: pl.DataFrame, stored_schema: Mapping[str, pl.DataType
         null_rate_breaches=rate_breaches(rates, NULL_RATE_LIMITS),
         label_rate=float(frame[LABEL].mean() or 0.0),
         label_rates=_label_rates(frame),
+        rows=frame.height,
     )
 
 

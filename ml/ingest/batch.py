@@ -55,13 +55,7 @@ class Batch:
 
     def failure(self, dataset: str) -> IngestionError:
         """One error naming every failed day's file and reason, and what was written instead."""
-        total = len(self.days) + len(self.failed)
-        written = f"the other {len(self.days)} day(s) were written" if self.days else "nothing was written"
-        problems = "\n".join(f"- {self.failed[day]}" for day in sorted(self.failed))
-        return IngestionError(
-            f"{len(self.failed)} of {total} {dataset} landing file(s) could not be ingested; "
-            f"{written}:\n{problems}"
-        )
+        return ingestion_failure(dataset, len(self.days), self.failed)
 
     @property
     def landing_rows(self) -> int:
@@ -80,6 +74,16 @@ class Batch:
             },
             orient="row",
         )
+
+
+def ingestion_failure(dataset: str, written: int, failed: Mapping[dt.date, str]) -> IngestionError:
+    """One error naming every failed day's file and reason, and how many days were written instead."""
+    total = written + len(failed)
+    done = f"the other {written} day(s) were written" if written else "nothing was written"
+    problems = "\n".join(f"- {failed[day]}" for day in sorted(failed))
+    return IngestionError(
+        f"{len(failed)} of {total} {dataset} landing file(s) could not be ingested; {done}:\n{problems}"
+    )
 
 
 def ingest_days(

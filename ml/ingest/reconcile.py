@@ -9,6 +9,7 @@ delivered: stored rows must equal landing rows minus rejects.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -50,6 +51,22 @@ class Reconciliation:
     @property
     def expected_rows(self) -> int:
         return self.landing_rows - self.rejected
+
+    @classmethod
+    def combine(cls, parts: Sequence[Reconciliation]) -> Reconciliation:
+        """One reconciliation of a run's slices (disjoint days): counts added, problems kept once."""
+        reasons: Counter[str] = Counter()
+        for part in parts:
+            reasons.update(part.reject_reasons)
+        return cls(
+            landing_rows=sum(p.landing_rows for p in parts),
+            rejected=sum(p.rejected for p in parts),
+            table_rows=sum(p.table_rows for p in parts),
+            schema_problems=list(dict.fromkeys(problem for p in parts for problem in p.schema_problems)),
+            duplicates=sum(p.duplicates for p in parts),
+            reject_reasons=dict(reasons.most_common()),
+            empty_days=[day for p in parts for day in p.empty_days],
+        )
 
     @property
     def reconciles(self) -> bool:

@@ -1,20 +1,29 @@
-"""How many days one run may hold, so that backfills and landing ranges stay under a memory budget.
+"""How many days a run holds at once and how many it works through, under a memory budget.
 
-A range run holds its days in memory: the landing files of the range, its bronze rows and,
-for the features, the range plus the trailing window of flights the features read. Its
+A run's steps work through its days in slices (`slices`): each slice's landing files, its
+bronze rows and, for the features, the slice plus the trailing window of flights they
+read are in memory together, then written and let go before the next slice. A slice's
 peak RSS is, to a good approximation, a fixed part (the code location, Dagster, polars,
 deltalake) plus a part per flight row held. Both were measured on range runs of 1x, 10x and
 100x traffic (benchmarks/scale_curves.py, benchmarks/RESULTS.md) and are the constants
-below, with a margin. A backfill is then split into runs of `days_per_run` days, which
-Dagster's multi-run backfill policy does when the UI launches one backfill of any length.
+below, with a margin: `days_per_slice` is the most days whose slice stays under the budget.
+
+A run then works through up to `slices_per_run` slices (`days_per_run` days), so a run's
+fixed cost (a process, imports, the code location, the run's events: about 2.5 s) is paid
+once per several slices; a backfill is split into runs of that many days, which Dagster's
+multi-run backfill policy does when the UI launches one backfill of any length. More,
+smaller runs spread a backfill over more run pods at once (the cluster's backfill pool)
+and retry less after a failure; fewer, longer ones pay the fixed cost less often.
 
     PLATFORM_RUN_MEMORY_GIB=4         # the budget of one run (a run pod's memory limit)
     PLATFORM_FLIGHTS_PER_DAY=1000     # the traffic planned for (2013: about 920 a day)
+    PLATFORM_SLICES_PER_RUN=8         # slices one run works through
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ml.settings import number_variable
@@ -23,6 +32,8 @@ GIB = 1024**3
 MIB = 1024**2
 DEFAULT_BUDGET_GIB = 4.0
 DEFAULT_FLIGHTS_PER_DAY = 1_000
+DEFAULT_SLICES_PER_RUN = 8
+"""At 100x traffic, a year in 3 runs of 176 days (8 slices of 22) instead of 17 runs of 22."""
 MAX_DAYS_PER_RUN = 366
 """A year in one run at most: at 2013's traffic a year's range run is well under the budget."""
 BASE_BYTES = 400 * MIB
@@ -41,17 +52,27 @@ class RunMemory:
     budget_bytes: int
     flights_per_day: int
     window_days: int
+    slices_per_run: int = DEFAULT_SLICES_PER_RUN
 
     def peak_bytes(self, days: int) -> int:
-        """The planned peak RSS of a range run of `days` days."""
+        """The planned peak RSS of a run whose slices hold `days` days."""
         rows = self.flights_per_day
         return BASE_BYTES + rows * (days * BYTES_PER_RANGE_ROW + self.window_days * BYTES_PER_WINDOW_ROW)
 
-    def days_per_run(self) -> int:
-        """The most days whose run stays under the budget (at least one, at most a year)."""
+    def days_per_slice(self) -> int:
+        """The most days one slice may hold under the budget (at least one, at most a year)."""
         room = self.budget_bytes - self.peak_bytes(0)
         days = room // (self.flights_per_day * BYTES_PER_RANGE_ROW) if room > 0 else 0
         return int(max(1, min(MAX_DAYS_PER_RUN, days)))
+
+    def days_per_run(self) -> int:
+        """The days one run works through: `slices_per_run` slices, at most a year."""
+        return min(MAX_DAYS_PER_RUN, self.days_per_slice() * self.slices_per_run)
+
+    def slices(self, days: Sequence[dt.date]) -> list[list[dt.date]]:
+        """`days` in day order, cut into consecutive slices of at most `days_per_slice` days."""
+        ordered, size = sorted(days), self.days_per_slice()
+        return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
     @property
     def fits(self) -> bool:
@@ -59,7 +80,7 @@ class RunMemory:
         return self.peak_bytes(1) <= self.budget_bytes
 
     def describe(self) -> str:
-        days = self.days_per_run()
+        days = self.days_per_slice()
         if not self.fits:
             return (
                 f"one day needs about {self.peak_bytes(1) / GIB:.2f} GiB at {self.flights_per_day:,} flights a "
@@ -67,8 +88,9 @@ class RunMemory:
                 "raise PLATFORM_RUN_MEMORY_GIB"
             )
         return (
-            f"{days} day(s) per run: {self.flights_per_day:,} flights a day planned, "
-            f"about {self.peak_bytes(days) / GIB:.2f} GiB of a {self.budget_bytes / GIB:.2f} GiB budget"
+            f"{self.days_per_run()} day(s) per run in slices of {days}: {self.flights_per_day:,} flights "
+            f"a day planned, about {self.peak_bytes(days) / GIB:.2f} GiB of a {self.budget_bytes / GIB:.2f} GiB "
+            "budget"
         )
 
     def overloaded(self, flights: int, days: int) -> str | None:
@@ -78,14 +100,18 @@ class RunMemory:
             return None
         return (
             f"these days carried {per_day:,.0f} flights a day, PLATFORM_FLIGHTS_PER_DAY plans "
-            f"{self.flights_per_day:,}: runs of {self.days_per_run()} day(s) may exceed the "
+            f"{self.flights_per_day:,}: slices of {self.days_per_slice()} day(s) may exceed the "
             f"{self.budget_bytes / GIB:.1f} GiB budget (PLATFORM_RUN_MEMORY_GIB); set "
             f"PLATFORM_FLIGHTS_PER_DAY={int(per_day * 1.1)} and reload the code location"
         )
 
 
 def run_memory(env: Mapping[str, str], window_days: int) -> RunMemory:
-    """The budget and traffic of PLATFORM_RUN_MEMORY_GIB and PLATFORM_FLIGHTS_PER_DAY."""
+    """The budget, traffic and run length of PLATFORM_RUN_MEMORY_GIB, PLATFORM_FLIGHTS_PER_DAY and
+    PLATFORM_SLICES_PER_RUN."""
     budget = number_variable(env, "PLATFORM_RUN_MEMORY_GIB", DEFAULT_BUDGET_GIB, positive=True)
     flights = number_variable(env, "PLATFORM_FLIGHTS_PER_DAY", DEFAULT_FLIGHTS_PER_DAY, positive=True)
-    return RunMemory(int(budget * GIB), int(flights), window_days)
+    slices = number_variable(
+        env, "PLATFORM_SLICES_PER_RUN", DEFAULT_SLICES_PER_RUN, positive=True, whole=True
+    )
+    return RunMemory(int(budget * GIB), int(flights), window_days, int(slices))
