@@ -60,6 +60,8 @@ class _Checked:
     lines_counted: bool = True
     """False for an unquoted file whose commas add up to every line's share: its lines are
     then counted only if the typed read refuses it (see `_check_file`)."""
+    plain: bool = False
+    """ASCII without a padding byte: no text value needs stripping (`_read_typed`)."""
 
 
 def decode_utf8(data: bytes, source: str) -> str:
@@ -108,12 +110,18 @@ def _check_field_counts(body: bytes, expected: int, source: str) -> int:
     return len(ends) - 1
 
 
+def _count(raw: np.ndarray, byte: bytes) -> int:
+    """Occurrences of one byte: a quarter of `bytes.count`'s time on a landing file."""
+    return int(np.count_nonzero(raw == ord(byte)))
+
+
 def _check_file(data: bytes, contract: LandingContract, source: str) -> _Checked:
     """Encoding, completeness, header and field counts of one file; its data rows counted."""
     data = data.removeprefix(BOM)
     if not data:
         raise LandingFileError(source, "file is empty (0 bytes)")
-    if not data.isascii():  # ASCII is UTF-8; checking it is a tenth of decoding
+    ascii_only = data.isascii()
+    if not ascii_only:  # ASCII is UTF-8; checking it is a tenth of decoding
         decode_utf8(data, source)
     if not data.endswith(b"\n"):
         last = data.count(b"\n") + 1
@@ -125,11 +133,13 @@ def _check_file(data: bytes, contract: LandingContract, source: str) -> _Checked
         # No quoting: a record is a line and a field separator is a comma.
         header = [h.strip() for h in data[: data.index(b"\n")].rstrip(b"\r").decode().split(",")]
         _check_header(header, contract, source)
-        rows = body.count(b"\n")
-        if body.count(b",") == rows * (len(header) - 1):
+        raw = np.frombuffer(body, dtype=np.uint8)
+        rows = _count(raw, b"\n")
+        if _count(raw, b",") == rows * (len(header) - 1):
             # Every line has its fields, or one has more than the header and the typed read
             # refuses the file: only then are its lines counted (0.4 s per million rows).
-            return _Checked(source, tuple(header), body, rows, lines_counted=False)
+            plain = ascii_only and not any(b in body for b in _PADDING)
+            return _Checked(source, tuple(header), body, rows, lines_counted=False, plain=plain)
         _check_field_counts(body, len(header), source)
     else:
         records = csv.reader(io.StringIO(decode_utf8(data, source)))
@@ -177,18 +187,17 @@ def _read_typed(
     if typed.height != sum(m.rows for m in members):
         return None
     texts = [name for name, dtype in schema.items() if dtype == pl.String()]
-    if texts and any(not body.isascii() or any(b in body for b in _PADDING) for body in bodies):
+    padded = (not m.plain and (not m.body.isascii() or any(b in m.body for b in _PADDING)) for m in members)
+    if texts and any(padded):
         typed = typed.with_columns(pl.col(texts).str.strip_chars())
     return typed
 
 
 def _source_tags(members: list[_Checked]) -> pl.Series:
-    """The source of every row of `members`' joint parse, in order."""
-    counts = pl.DataFrame(
-        {SOURCE_COLUMN: [m.source for m in members], "rows": [m.rows for m in members]},
-        schema={SOURCE_COLUMN: pl.String(), "rows": pl.Int64()},
-    ).filter(pl.col("rows") > 0)
-    return counts.select(pl.col(SOURCE_COLUMN).repeat_by("rows").explode()).to_series()
+    """The source of every row of `members`' joint parse, in order (a gather: a third of
+    `repeat_by` and `explode`'s time)."""
+    sources = pl.Series(SOURCE_COLUMN, [m.source for m in members], dtype=pl.String())
+    return sources.gather(np.repeat(np.arange(len(members)), [m.rows for m in members]))
 
 
 def _empty(contract: LandingContract) -> pl.DataFrame:
