@@ -8,16 +8,17 @@ deltalake) plus a part per flight row held. Both were measured on range runs of 
 100x traffic (benchmarks/scale_curves.py, benchmarks/RESULTS.md) and are the constants
 below, with a margin: `days_per_slice` is the most days whose slice stays under the budget.
 
-A run then works through up to `slices_per_run` slices (`days_per_run` days), so a run's
-fixed cost (a process, imports, the code location, the run's events: about 2.5 s) is paid
-once per several slices; a backfill is split into runs of that many days, which Dagster's
-multi-run backfill policy does when the UI launches one backfill of any length. More,
-smaller runs spread a backfill over more run pods at once (the cluster's backfill pool)
-and retry less after a failure; fewer, longer ones pay the fixed cost less often.
+A run then works through its slices one after the other, up to a year of days by default
+or `PLATFORM_SLICES_PER_RUN` slices (`days_per_run`), so a run's fixed cost (a process,
+imports, the code location: about 2.5 s) is paid once per year rather than once per slice;
+a backfill is split into runs of that many days, which Dagster's multi-run backfill policy
+does when the UI launches one backfill of any length. More, smaller runs spread a backfill
+over more run pods at once (the cluster's backfill pool) and retry less after a failure;
+fewer, longer ones pay the fixed cost less often.
 
     PLATFORM_RUN_MEMORY_GIB=4         # the budget of one run (a run pod's memory limit)
     PLATFORM_FLIGHTS_PER_DAY=1000     # the traffic planned for (2013: about 920 a day)
-    PLATFORM_SLICES_PER_RUN=8         # slices one run works through
+    PLATFORM_SLICES_PER_RUN=2         # slices one run works through (default: a year's)
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ GIB = 1024**3
 MIB = 1024**2
 DEFAULT_BUDGET_GIB = 4.0
 DEFAULT_FLIGHTS_PER_DAY = 1_000
-DEFAULT_SLICES_PER_RUN = 8
-"""At 100x traffic, a year in 3 runs of 176 days (8 slices of 22) instead of 17 runs of 22."""
+A_YEAR_OF_SLICES = 0
+"""PLATFORM_SLICES_PER_RUN unset: a run works through up to a year of days, whatever its slices."""
 MAX_DAYS_PER_RUN = 366
 """A year in one run at most: at 2013's traffic a year's range run is well under the budget."""
 BASE_BYTES = 400 * MIB
@@ -52,7 +53,7 @@ class RunMemory:
     budget_bytes: int
     flights_per_day: int
     window_days: int
-    slices_per_run: int = DEFAULT_SLICES_PER_RUN
+    slices_per_run: int = A_YEAR_OF_SLICES
 
     def peak_bytes(self, days: int) -> int:
         """The planned peak RSS of a run whose slices hold `days` days."""
@@ -66,7 +67,9 @@ class RunMemory:
         return int(max(1, min(MAX_DAYS_PER_RUN, days)))
 
     def days_per_run(self) -> int:
-        """The days one run works through: `slices_per_run` slices, at most a year."""
+        """The days one run works through: a year, or `slices_per_run` slices where that is less."""
+        if self.slices_per_run == A_YEAR_OF_SLICES:
+            return MAX_DAYS_PER_RUN
         return min(MAX_DAYS_PER_RUN, self.days_per_slice() * self.slices_per_run)
 
     def slices(self, days: Sequence[dt.date]) -> list[list[dt.date]]:
@@ -111,7 +114,5 @@ def run_memory(env: Mapping[str, str], window_days: int) -> RunMemory:
     PLATFORM_SLICES_PER_RUN."""
     budget = number_variable(env, "PLATFORM_RUN_MEMORY_GIB", DEFAULT_BUDGET_GIB, positive=True)
     flights = number_variable(env, "PLATFORM_FLIGHTS_PER_DAY", DEFAULT_FLIGHTS_PER_DAY, positive=True)
-    slices = number_variable(
-        env, "PLATFORM_SLICES_PER_RUN", DEFAULT_SLICES_PER_RUN, positive=True, whole=True
-    )
+    slices = number_variable(env, "PLATFORM_SLICES_PER_RUN", A_YEAR_OF_SLICES, positive=True, whole=True)
     return RunMemory(int(budget * GIB), int(flights), window_days, int(slices))

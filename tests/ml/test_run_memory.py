@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from ml.ingest.run_memory import DEFAULT_SLICES_PER_RUN, GIB, MAX_DAYS_PER_RUN, run_memory
+from ml.ingest.run_memory import GIB, MAX_DAYS_PER_RUN, run_memory
 from ml.settings import SettingsError
 
 
@@ -18,7 +18,7 @@ def test_at_2013_traffic_a_year_is_one_slice_and_at_100x_a_slice_is_a_few_weeks(
     days = heavy.days_per_slice()
     assert 1 <= days < 60
     assert heavy.peak_bytes(days) <= heavy.budget_bytes < heavy.peak_bytes(days + 1)
-    assert heavy.days_per_run() == days * DEFAULT_SLICES_PER_RUN
+    assert heavy.days_per_run() == MAX_DAYS_PER_RUN  # a run works through a year of slices
 
 
 def test_a_run_works_through_its_days_in_slices_of_the_plan() -> None:
