@@ -29,9 +29,9 @@ RUN_MEMORY: RunMemory = run_memory(os.environ, lookback_days())
 def backfill_policy() -> dg.BackfillPolicy:
     """A backfill of any length from the UI is one backfill of runs of at most `days_per_run` days.
 
-    At 2013's traffic that is a year, so a year's backfill is still one run; at 100x it is
-    about half a year in slices of a few weeks (`run_slices`), and each slice stays under the
-    budget. The days of the features' trailing windows come from the earlier runs, which the
+    That is a year (or `PLATFORM_SLICES_PER_RUN` slices), so a year's backfill is one run
+    at any traffic: its steps work through the days in slices that stay under the budget
+    (`run_slices`; three weeks at 100x). The days of the features' trailing windows come from the earlier runs, which the
     backfill daemon runs first.
     """
     return dg.BackfillPolicy.multi_run(max_partitions_per_run=RUN_MEMORY.days_per_run())

@@ -56,6 +56,7 @@ from ml.features.flight_features import KEY_COLUMNS
 from ml.lake.delta import DeltaStore
 
 TARGET_BARE = 1.5
+"""At 100x traffic (benchmarks.scale_curves); printed here for the reading."""
 # One-partition runs cost about 0.5-0.8 s each and that cost stays flat over the year (a run
 # of all 365 measured the first and last tenth alike), so 120 consecutive days and a linear
 # extrapolation keep `run_all` within its time budget; --per-partition-days 365 runs them all.
@@ -240,7 +241,9 @@ def main(argv: Sequence[str] | None = None) -> Report:
         ],
     )
     report.note(f"bare features identical to the lake's features table: {'yes' if identical else 'NO'}")
-    report.headline("range run ÷ bare polars script", range_median / bare_median, TARGET_BARE)
+    # The 1.5 target is set at 100x traffic, where a year's run amortizes Dagster's floor
+    # (benchmarks.scale_curves); at 2013's traffic the floor is most of the run.
+    report.headline("range run ÷ bare polars script (1x; the target is at 100x)", range_median / bare_median)
     floor = median(floor_times)
     report.headline(
         "range run net of Dagster's floor ÷ bare polars script",
