@@ -101,19 +101,27 @@ class _SliceWrite:
     """The slice's rows when the run is one day (the materialization's preview), else none."""
 
 
+@dataclass(frozen=True)
+class _DailyTable:
+    """How one daily bronze table is ingested: its landing contract, rules, stored schema and key."""
+
+    contract: LandingContract
+    validate: Validator
+    schema: dict[str, pl.DataType]
+    key: tuple[str, ...]
+
+
 def _ingest_slice(
     context: dg.AssetExecutionContext,
     store: DeltaStore,
     landing: LandingResource,
-    contract: LandingContract,
-    validate: Validator,
-    schema: dict[str, pl.DataType],
-    key: tuple[str, ...],
+    daily: _DailyTable,
     days: list[dt.date],
     failed: dict[dt.date, str],
 ) -> _SliceWrite | None:
     """Ingest and write one slice of the run's days; its failed days go to `failed`."""
-    batch = ingest_days(landing.zone(), contract, days, validate, now=dt.datetime.now(dt.UTC))
+    contract, schema, key = daily.contract, daily.schema, daily.key
+    batch = ingest_days(landing.zone(), contract, days, daily.validate, now=dt.datetime.now(dt.UTC))
     failed.update(batch.failed)
     if not batch.landed:
         return None
@@ -130,13 +138,7 @@ def _ingest_slice(
 
 
 def _ingest_daily(
-    context: dg.AssetExecutionContext,
-    store: DeltaStore,
-    landing: LandingResource,
-    contract: LandingContract,
-    validate: Validator,
-    schema: dict[str, pl.DataType],
-    key: tuple[str, ...],
+    context: dg.AssetExecutionContext, store: DeltaStore, landing: LandingResource, daily: _DailyTable
 ) -> dg.MaterializeResult:
     """The run's days of one daily table: ingested from their landing files, written with their companions.
 
@@ -150,10 +152,10 @@ def _ingest_daily(
     parts = [
         written
         for days in run_slices(partition_days(context))
-        if (written := _ingest_slice(context, store, landing, contract, validate, schema, key, days, failed))
+        if (written := _ingest_slice(context, store, landing, daily, days, failed))
     ]
     if not parts:
-        raise ingestion_failure(contract.dataset, 0, failed)
+        raise ingestion_failure(daily.contract.dataset, 0, failed)
     landed = [day for part in parts for day in part.days]
     summary = Reconciliation.combine([part.summary for part in parts])
     last = parts[-1]
@@ -194,7 +196,7 @@ def _ingest_daily(
                 metadata=check.metadata,
             )
         )
-    raise ingestion_failure(contract.dataset, len(landed), failed)
+    raise ingestion_failure(daily.contract.dataset, len(landed), failed)
 
 
 def _check_results(asset: dg.AssetKey, summary: Reconciliation) -> list[dg.AssetCheckResult]:
@@ -248,7 +250,7 @@ def flights(context: dg.AssetExecutionContext, lake: LakeResource, landing: Land
     airports, carriers = _known(store, BRONZE_AIRPORTS, "faa"), _known(store, BRONZE_AIRLINES, "carrier")
     validate = functools.partial(validate_flights, airports=airports, carriers=carriers)
     return _ingest_daily(
-        context, store, landing, FLIGHTS_LANDING, validate, BRONZE_FLIGHTS_SCHEMA, FLIGHT_KEY
+        context, store, landing, _DailyTable(FLIGHTS_LANDING, validate, BRONZE_FLIGHTS_SCHEMA, FLIGHT_KEY)
     )
 
 
@@ -264,5 +266,5 @@ def weather(context: dg.AssetExecutionContext, lake: LakeResource, landing: Land
     store = lake.store()
     validate = functools.partial(validate_weather, airports=_known(store, BRONZE_AIRPORTS, "faa"))
     return _ingest_daily(
-        context, store, landing, WEATHER_LANDING, validate, BRONZE_WEATHER_SCHEMA, WEATHER_KEY
+        context, store, landing, _DailyTable(WEATHER_LANDING, validate, BRONZE_WEATHER_SCHEMA, WEATHER_KEY)
     )
