@@ -16,12 +16,12 @@ import polars as pl
 
 from assets.metadata import commit_metadata, delta_metadata, schema_definition
 from assets.partitions import (
-    RUN_MEMORY,
     backfill_policy,
     daily_partitions,
     days_label,
     partition_days,
     run_slices,
+    traffic_warning,
 )
 from assets.step_resources import INGESTION, k8s_step_tags
 from ml.ingest.batch import Validator, ingest_days, ingestion_failure, read_reference
@@ -125,10 +125,6 @@ def _ingest_slice(
     failed.update(batch.failed)
     if not batch.landed:
         return None
-    if contract.dataset == "flights":
-        overloaded = RUN_MEMORY.overloaded(batch.valid.height, len(batch.landed))
-        if overloaded:
-            context.log.warning(overloaded)
     table = context.asset_key.to_user_string()
     meta = commit_metadata(context, days_label(batch.landed))
     written = write_days(store, table, batch, contract.day_column, batch.landed, meta, landing.root, key)
@@ -157,6 +153,10 @@ def _ingest_daily(
     if not parts:
         raise ingestion_failure(daily.contract.dataset, 0, failed)
     landed = [day for part in parts for day in part.days]
+    if daily.contract.dataset == "flights":
+        overloaded = traffic_warning(sum(part.table.rows for part in parts), len(landed))
+        if overloaded:
+            context.log.warning(overloaded)
     summary = Reconciliation.combine([part.summary for part in parts])
     last = parts[-1]
     label = days_label(landed)

@@ -42,6 +42,11 @@ def run_slices(days: list[dt.date]) -> list[list[dt.date]]:
     return RUN_MEMORY.slices(days)
 
 
+def traffic_warning(flights: int, days: int) -> str | None:
+    """Why a run's days may exceed the memory plan (more flights a day than planned), or None."""
+    return RUN_MEMORY.overloaded(flights, days)
+
+
 def daily_partitions_for(span: PartitionSpan) -> dg.DailyPartitionsDefinition:
     """Daily partitions in New York time over `span` (the end is exclusive in Dagster's terms)."""
     end = (span.last + dt.timedelta(days=1)).isoformat() if span.last is not None else None

@@ -8,6 +8,7 @@ checks must judge the whole run, and a bad file in one slice must cost only its 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -119,3 +120,23 @@ def test_a_bad_file_in_one_slice_costs_its_day_and_the_other_slices_are_written(
     log = platform.store.read("bronze/flights_landing_log")
     assert log.height == len(good)
     assert stored.height == int(log.select(pl.col("landing_rows").sum() - pl.col("rejected").sum()).item())
+
+
+def test_traffic_above_the_plan_is_warned_once_for_the_whole_run(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = dataclasses.replace(three_day_slices(), flights_per_day=100)  # 2013 carries ~900 a day
+    monkeypatch.setattr(assets.partitions, "RUN_MEMORY", plan)
+    instance = dg.DagsterInstance.ephemeral()
+    assert platform.bronze(day(1), day(7), instance=instance).success
+    warnings = [
+        r.user_message
+        for r in instance.all_logs(platform_run_id(instance))
+        if "PLATFORM_FLIGHTS_PER_DAY plans 100" in r.user_message
+    ]
+    assert len(warnings) == 1, warnings
+
+
+def platform_run_id(instance: dg.DagsterInstance) -> str:
+    [run] = instance.get_runs()
+    return run.run_id
