@@ -47,7 +47,9 @@ GATE_CHECKS = {
 
 class TrainingSetConfig(dg.Config):
     cutoff: str = Field(
-        default="", description="Last day (YYYY-MM-DD); empty: params.yaml, else the latest day."
+        default="",
+        description="Last day (YYYY-MM-DD); empty: params.yaml, else the latest day whose validation "
+        "and test days are all built.",
     )
 
 

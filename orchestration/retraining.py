@@ -20,8 +20,8 @@ from ml.lake.tables import DRIFT_SIGNALS_TABLE, FEATURES_TABLE
 from ml.registry.dvc_repo import PARAMS_FILE, TRAINING_SET_PATH
 from ml.settings import NEW_YORK
 from ml.training.params import cutoff, load_params, split_sizes
-from ml.training.retrain_policy import Decision, DriftSignal, TrainingData, decide, settled_cutoff
-from ml.training.training_set import MANIFEST
+from ml.training.retrain_policy import Decision, DriftSignal, TrainingData, decide
+from ml.training.training_set import MANIFEST, settled_cutoff
 from orchestration.jobs import TRAINING_RUN_TAGS, training_job
 from resources import DvcResource, LakeResource, RetrainPolicy
 

@@ -56,22 +56,6 @@ class Decision:
         return f"train:{self.data.key}" if self.retrain and self.data else ""
 
 
-def settled_cutoff(feature_days: Sequence[dt.date], split_days: int) -> dt.date | None:
-    """The latest feature day that ends `split_days` consecutive feature days, or None.
-
-    A training set ends with its validation and test days (`split_days` of them) right
-    before the cutoff, so a cutoff on the latest day while days just before it are still
-    being built (a backfill or late deliveries in flight) would leave a split empty and
-    fail the training. A day missing for good only holds the cutoff back until the
-    splits lie past it.
-    """
-    have = set(feature_days)
-    for day in sorted(have, reverse=True):
-        if all(day - dt.timedelta(days=n) in have for n in range(1, split_days)):
-            return day
-    return None
-
-
 def _signals_reason(drift: Sequence[DriftSignal]) -> str:
     shown = "; ".join(s.detail for s in drift[:SHOWN_SIGNALS])
     more = f"; and {len(drift) - SHOWN_SIGNALS} more" if len(drift) > SHOWN_SIGNALS else ""
@@ -88,7 +72,8 @@ def decide(
 ) -> Decision:
     """Retrain on monitoring signals, or once `new_days_threshold` feature days follow the last cutoff.
 
-    `data` is what a run would train on (None before there is a cutoff: `settled_cutoff`);
+    `data` is what a run would train on (None before there is a cutoff:
+    `ml.training.training_set.settled_cutoff`);
     only new days up to its cutoff count, those the run would train on;
     `unfinished_training` describes the training runs queued or running, which are
     waited for first. A threshold of 0 turns the new-days rule off.

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,6 +44,22 @@ class SplitInfo:
     last: str
     rows: int
     label_rate: float
+
+
+def settled_cutoff(feature_days: Sequence[dt.date], split_days: int) -> dt.date | None:
+    """The latest feature day that ends `split_days` consecutive feature days, or None.
+
+    A training set ends with its validation and test days (`split_days` of them) right
+    before the cutoff, so a cutoff on the latest day while days just before it are still
+    being built (a backfill or late deliveries in flight) would leave a split empty, or judge
+    the candidate on part of its days. A day missing for good only holds the cutoff back
+    until the splits lie past it.
+    """
+    have = set(feature_days)
+    for day in sorted(have, reverse=True):
+        if all(day - dt.timedelta(days=n) in have for n in range(1, split_days)):
+            return day
+    return None
 
 
 def split_by_time(features: pl.DataFrame, cutoff: dt.date, sizes: SplitSizes) -> dict[str, pl.DataFrame]:
@@ -125,7 +142,10 @@ def snapshot_from_lake(
     features = store.read(FEATURES_TABLE, version)
     if features.is_empty():
         raise TrainingSetError(f"feature table {store.uri(FEATURES_TABLE)} version {version} has no rows")
-    chosen = cutoff or features["flight_date"].max()
+    days = features.get_column("flight_date").unique().to_list()
+    # Without a cutoff: the latest day whose splits are whole; failing that, the latest day,
+    # which split_by_time then refuses naming the empty split.
+    chosen = cutoff or settled_cutoff(days, sizes.validation_days + sizes.test_days) or max(days)
     parts = split_by_time(features, chosen, sizes)
     # The table by its name under the lake root, not its URI: the snapshot's bytes (hence its md5)
     # must not depend on the folder or bucket the lake happens to live in.

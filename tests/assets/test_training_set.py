@@ -43,6 +43,23 @@ def test_snapshot_is_split_by_time_pinned_in_dvc_lock_and_restorable(
     assert folder_md5(restored) == before
 
 
+def test_without_a_cutoff_the_snapshot_ends_on_the_last_day_whose_splits_are_whole(
+    training_platform: TrainingPlatform,
+) -> None:
+    # Days 13 and 14 are built while 11 and 12 are still missing (late deliveries in flight):
+    # ending on day 14 would judge the candidate on a validation split of one day of three.
+    p = training_platform
+    p.bronze(day(1), day(14))
+    p.features(day(1), day(10))
+    p.features(day(13), day(14))
+    result = p.materialize(["training/training_set"])
+    assert result.success
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["cutoff"].value == day(10).isoformat()
+    assert metadata["validation_days"].value == f"{day(5)}..{day(7)}"
+    assert metadata["test_days"].value == f"{day(8)}..{day(10)}"
+
+
 def test_a_cutoff_before_any_data_fails_clearly_and_keeps_the_previous_snapshot(
     training_platform: TrainingPlatform,
 ) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ml.training.retrain_policy import DriftSignal, TrainingData, decide, settled_cutoff
+from ml.training.retrain_policy import DriftSignal, TrainingData, decide
+from ml.training.training_set import settled_cutoff
 
 DAYS = [dt.date(2013, 1, d) for d in range(1, 21)]
 DATA = TrainingData(dt.date(2013, 1, 20), 12)
