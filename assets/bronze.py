@@ -153,15 +153,16 @@ def _ingest_daily(
     if not parts:
         raise ingestion_failure(daily.contract.dataset, 0, failed)
     landed = [day for part in parts for day in part.days]
+    rows = sum(part.table.rows for part in parts)
     if daily.contract.dataset == "flights":
-        overloaded = traffic_warning(sum(part.table.rows for part in parts), len(landed))
+        overloaded = traffic_warning(rows, len(landed))
         if overloaded:
             context.log.warning(overloaded)
     summary = Reconciliation.combine([part.summary for part in parts])
     last = parts[-1]
     label = days_label(landed)
     metadata = delta_metadata(
-        dataclasses.replace(last.table, rows=sum(part.table.rows for part in parts)),
+        dataclasses.replace(last.table, rows=rows),
         last.preview,
         partitions=len(landed),
         days=label,
